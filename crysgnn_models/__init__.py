@@ -1,0 +1,1 @@
+"""crysgnn_models: CrysGNN pretraining and distillation over crystal_data stores."""

@@ -1,0 +1,28 @@
+"""crystal_data: public crystal databases turned into sharded, checksummed, CrysGNN-ready graphs.
+
+>>> import crystal_data
+>>> store = crystal_data.open("demo-store")
+>>> store[0].edge_index.shape
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from crystal_data.record import CrystalRecord
+from crystal_data.store import CrystalGraphSample, Store, open_store, verify_store
+
+open = open_store  # noqa: A001 - the public name is crystal_data.open(STORE)
+
+try:
+    __version__ = version("crysgnn-toolkit")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "CrystalGraphSample",
+    "CrystalRecord",
+    "Store",
+    "open",
+    "open_store",
+    "verify_store",
+    "__version__",
+]

@@ -1,0 +1,140 @@
+"""``crystal-data``: build, inspect and verify stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Build, inspect and verify crystal-graph stores.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _parse_labels(labels: list[str]) -> dict[str, str]:
+    units = {}
+    for spec in labels:
+        name, _, unit = spec.partition(":")
+        if not name:
+            raise typer.BadParameter(f"label {spec!r}: expected NAME or NAME:UNIT")
+        units[name] = unit
+    return units
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _show(store_path: Path, plot: Path | None) -> None:
+    from crystal_data.store import open_store
+    from crystal_data.summary import plot_summary, render_summary, summarize
+
+    summary = summarize(open_store(store_path))
+    render_summary(summary, console)
+    if plot is not None:
+        console.print(f"plot: {plot_summary(summary, plot)}")
+
+
+@app.command()
+def build(
+    from_cif: Annotated[Path, typer.Option("--from-cif", help="Folder of CIF files.")],
+    out: Annotated[Path, typer.Option("--out", help="Store folder to create (or resume).")],
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,
+    layout: Annotated[str, typer.Option(help="auto, cgcnn, untagged-800k or plain.")] = "auto",
+    source: Annotated[str, typer.Option(help="Source name; uids are SOURCE:ID.")] = "cif",
+    source_version: Annotated[str, typer.Option(help="Version of the source data.")] = "",
+    label: Annotated[
+        list[str], typer.Option(help="id_prop.csv label column as NAME[:UNIT], in column order; repeat.")
+    ] = [],  # noqa: B006 - typer needs a literal default
+    shard_size: Annotated[int, typer.Option(help="Crystals per shard.")] = 2048,
+    symprec: Annotated[float, typer.Option(help="spglib distance tolerance (Å).")] = 0.1,
+    angle_tolerance: Annotated[float, typer.Option(help="spglib angle tolerance (degrees).")] = 5.0,
+    cutoff: Annotated[float, typer.Option(help="Neighbour cutoff (Å).")] = 8.0,
+    max_neighbors: Annotated[int, typer.Option(help="Nearest neighbours per atom.")] = 12,
+    overwrite: Annotated[bool, typer.Option(help="Delete OUT first instead of resuming.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Also write a summary figure (PNG).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Build a store from a folder of CIF files; re-running resumes an interrupted build."""
+    from crystal_data.build import BuildConflict, BuildSettings, build_from_cif_folder
+    from crystal_data.graphs.config import GraphConfig
+    from crystal_data.symmetry import SymmetryConfig
+
+    try:
+        settings = BuildSettings(
+            source=source,
+            source_version=source_version,
+            label_units=_parse_labels(label),
+            graph=GraphConfig(cutoff=cutoff, max_neighbors=max_neighbors),
+            symmetry=SymmetryConfig(symprec=symprec, angle_tolerance=angle_tolerance),
+            shard_size=shard_size,
+        )
+        report = build_from_cif_folder(
+            from_cif,
+            out,
+            settings,
+            layout_name=layout,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    except (BuildConflict, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    resumed = (
+        f", {report.shards_done_before} of {report.shards} shards were already done"
+        if (report.shards_done_before)
+        else ""
+    )
+    console.print(f"built {report.store} in {report.seconds:.1f} s{resumed}")
+    _show(report.store, plot)
+
+
+@app.command()
+def info(
+    store: Annotated[Path, typer.Argument(help="Store folder.")],
+    plot: Annotated[Path | None, typer.Option(help="Also write a summary figure (PNG).")] = None,
+) -> None:
+    """Summarise a store: counts, rejections, crystal systems, space groups, graph sizes."""
+    try:
+        _show(store, plot)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def verify(store: Annotated[Path, typer.Argument(help="Store folder.")]) -> None:
+    """Check every checksum and count against the manifest; exit 1 on any mismatch."""
+    from crystal_data.store import verify_store
+
+    problems = verify_store(store)
+    for problem in problems:
+        err.print(f"[red]FAIL[/red] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"[green]OK[/green] {store}: every file and count matches the manifest")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Store folder to (re)create.")] = Path("demo-store"),
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,
+) -> None:
+    """Build the embedded sample (200 real Materials Project crystals), verify it and summarise it."""
+    from crystal_data.build import BuildSettings, build_from_cif_folder
+    from crystal_data.sample import SAMPLE_LABELS, SAMPLE_SOURCE, SAMPLE_SOURCE_VERSION, sample_dir
+    from crystal_data.store import verify_store
+
+    settings = BuildSettings(
+        source=SAMPLE_SOURCE, source_version=SAMPLE_SOURCE_VERSION, label_units=dict(SAMPLE_LABELS)
+    )
+    report = build_from_cif_folder(sample_dir(), out, settings, workers=workers, overwrite=True)
+    console.print(f"built {report.store} from the embedded sample in {report.seconds:.1f} s")
+    problems = verify_store(out)
+    if problems:
+        raise _fail("; ".join(problems), code=1)
+    console.print(f"[green]verified[/green] {out}")
+    _show(out, out.with_name(out.name + "-summary.png"))

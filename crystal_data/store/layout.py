@@ -1,0 +1,36 @@
+"""Where things live inside a store directory (docs/store.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+REJECTED = "rejected.parquet"
+RECORDS_DIR = "records"
+GRAPHS_DIR = "graphs"
+BUILD_DIR = ".build"
+"""Work area of an unfinished build: the plan, per-shard rejections, temporary files."""
+
+
+def shard_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+def records_path(store: Path, index: int) -> Path:
+    return store / RECORDS_DIR / f"{shard_name(index)}.parquet"
+
+
+def graphs_path(store: Path, config_hash: str, index: int) -> Path:
+    return store / GRAPHS_DIR / config_hash / f"{shard_name(index)}.zarr"
+
+
+def build_rejected_path(store: Path, index: int) -> Path:
+    return store / BUILD_DIR / "rejected" / f"{shard_name(index)}.parquet"
+
+
+def plan_path(store: Path) -> Path:
+    return store / BUILD_DIR / "plan.json"
+
+
+def tmp_dir(store: Path) -> Path:
+    return store / BUILD_DIR / "tmp"

@@ -1,0 +1,93 @@
+"""Check a store against its manifest: every checksum, every count, every shard's alignment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from crystal_data.store import layout
+from crystal_data.store.manifest import file_sha256, store_files
+
+
+def verify_store(path: str | Path) -> list[str]:
+    """Every problem found, as a message naming the file; an empty list means the store is intact."""
+    store = Path(path)
+    manifest_file = store / layout.MANIFEST
+    if not manifest_file.exists():
+        return [f"{manifest_file}: missing (not a finished store)"]
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except json.JSONDecodeError as exc:
+        return [f"{manifest_file}: not valid JSON ({exc})"]
+    problems = _check_files(store, manifest["files"])
+    if (store / layout.BUILD_DIR).exists():
+        problems.append(f"{store / layout.BUILD_DIR}: leftover build area in a finished store")
+    if problems:
+        return problems  # counts below would only repeat what the checksums already say
+    return _check_counts(store, manifest)
+
+
+def _check_files(store: Path, expected: dict[str, dict]) -> list[str]:
+    problems = []
+    present = {p.relative_to(store).as_posix(): p for p in store_files(store)}
+    for rel in sorted(set(expected) - set(present)):
+        problems.append(f"{store / rel}: listed in the manifest but missing")
+    for rel in sorted(set(present) - set(expected)):
+        problems.append(f"{store / rel}: not listed in the manifest")
+    for rel in sorted(set(expected) & set(present)):
+        entry, file = expected[rel], present[rel]
+        if file.stat().st_size != entry["bytes"]:
+            problems.append(f"{file}: {file.stat().st_size} bytes, manifest says {entry['bytes']}")
+        elif file_sha256(file) != entry["sha256"]:
+            problems.append(f"{file}: sha256 differs from the manifest")
+    return problems
+
+
+def _check_counts(store: Path, manifest: dict) -> list[str]:
+    import zarr
+
+    problems = []
+    counts = manifest["counts"]
+    totals = {"records": 0, "rejected": 0, "nodes": 0, "edges": 0}
+    for shard in manifest["shards"]:
+        name = shard["name"]
+        records = pq.read_table(store / layout.RECORDS_DIR / f"{name}.parquet", columns=["uid", "nsites"])
+        totals["records"] += records.num_rows
+        totals["rejected"] += shard["rejected"]
+        if records.num_rows != shard["records"]:
+            problems.append(f"{name}: {records.num_rows} records, manifest says {shard['records']}")
+        for graph_hash in manifest["graphs"]:
+            where = store / layout.GRAPHS_DIR / graph_hash / f"{name}.zarr"
+            group = zarr.open_group(where, mode="r")
+            node_ptr, edge_ptr = group["node_ptr"][...], group["edge_ptr"][...]
+            edge_index = group["edge_index"][...]
+            nsites = np.asarray(records.column("nsites"), dtype=np.int64)
+            if group.attrs["uids"] != records.column("uid").to_pylist():
+                problems.append(f"{where}: graph uids are not the records' uids in order")
+            elif not np.array_equal(np.diff(node_ptr), nsites):
+                problems.append(f"{where}: atoms per graph differ from the records' nsites")
+            elif node_ptr[-1] != group["atomic_numbers"].shape[0] or edge_ptr[-1] != edge_index.shape[1]:
+                problems.append(f"{where}: offsets do not match the array lengths")
+            elif edge_index.size and (
+                edge_index.min() < 0 or (edge_index >= np.repeat(nsites, np.diff(edge_ptr))).any()
+            ):
+                problems.append(f"{where}: an edge points outside its graph")
+            if graph_hash == manifest["default_graphs"]:
+                totals["nodes"] += int(node_ptr[-1])
+                totals["edges"] += int(edge_ptr[-1])
+    rejected_rows = pq.ParquetFile(store / layout.REJECTED).metadata.num_rows
+    if rejected_rows != counts["rejected"]:
+        problems.append(
+            f"{store / layout.REJECTED}: {rejected_rows} rows, manifest says {counts['rejected']}"
+        )
+    for key, total in totals.items():
+        if total != counts[key]:
+            problems.append(f"{store}: {key} add up to {total}, manifest says {counts[key]}")
+    if counts["records"] + counts["rejected"] != counts["inputs"]:
+        problems.append(
+            f"{store}: {counts['inputs']} inputs, {counts['records']} records + {counts['rejected']} rejected"
+        )
+    return problems
