@@ -12,15 +12,15 @@ class GraphConfig:
     """CrysGNN/CGCNN multigraph recipe: for every atom its ``max_neighbors`` nearest neighbours within
     ``cutoff`` Å, every periodic image a separate directed edge.
 
-    ``tie_decimals``: distances equal after rounding to this many decimals (Å) are ties, ordered by
-    neighbour index then image offset. ``min_distance``: two atoms closer than this (Å) reject the
+    ``tie_tolerance``: around one centre, distances sorted ascending form one shell while each is within
+    this many Å of the previous one; within a shell, neighbours are ordered by index then image offset. ``min_distance``: two atoms closer than this (Å) reject the
     crystal as overlapping.
     """
 
     kind: str = "knn-multigraph"
     cutoff: float = 8.0
     max_neighbors: int = 12
-    tie_decimals: int = 6
+    tie_tolerance: float = 1e-6
     min_distance: float = 0.5
 
     def __post_init__(self) -> None:

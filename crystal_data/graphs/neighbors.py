@@ -3,9 +3,10 @@
 Edges follow PyTorch Geometric's convention: ``edge_index[0]`` is the neighbour (source, j),
 ``edge_index[1]`` the centre atom that aggregates (target, i); the source sits at
 ``frac_coords[j] + edge_image`` and ``edge_distance = |(frac[j] + image - frac[i]) @ lattice|``.
-Edges are grouped by target in ascending order, then sorted by (distance rounded to
-``tie_decimals``, source index, image offset): that order decides which members of a shell that is
-cut by the ``max_neighbors`` limit are kept. An atom with fewer neighbours within the cutoff simply
+Edges are grouped by target in ascending order, then sorted by (shell, source index, image offset),
+where a shell is a run of distances each within ``tie_tolerance`` of the previous one: that order
+decides which members of a shell cut by the ``max_neighbors`` limit are kept. Shells come from gaps,
+not from rounding, so equal distances printed with few digits never straddle a rounding boundary. An atom with fewer neighbours within the cutoff simply
 has fewer edges (no padding); an atom with none has none.
 """
 
@@ -57,8 +58,12 @@ def nearest_neighbor_graph(lattice: np.ndarray, frac_coords: np.ndarray, config:
             f"(minimum {config.min_distance} Å)",
         )
 
-    rounded = np.rint(distances * 10.0**config.tie_decimals).astype(np.int64)
-    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], source, rounded, target))
+    by_distance = np.lexsort((distances, target))
+    gaps = np.diff(distances[by_distance]) > config.tie_tolerance
+    new_shell = np.concatenate([[True], gaps | (np.diff(target[by_distance]) != 0)])
+    shell = np.empty(len(distances), dtype=np.int64)
+    shell[by_distance] = np.cumsum(new_shell)
+    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], source, shell, target))
     target, source, images, distances = target[order], source[order], images[order], distances[order]
     counts = np.bincount(target, minlength=len(frac_coords))
     starts = np.cumsum(counts) - counts

@@ -4,14 +4,17 @@ Fast path: gemmi tokenises the file (~0.03 ms) and we read the P1 sites ourselve
 path does not handle with certainty (symmetry operations other than the identity, Cartesian-only
 sites, files gemmi cannot tokenise) goes to pymatgen's ``CifParser``, the reference behaviour. Both
 paths give the same lattice orientation (pymatgen's ``Lattice.from_parameters``), coordinates wrapped
-into [0, 1) and the file's site order; ``tests/test_cif_reader.py`` proves they agree on real files.
+into [0, 1) and pymatgen's site order (file order, stably sorted by electronegativity then symbol);
+``tests/test_cif_reader.py`` proves they agree on real files.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -102,9 +105,27 @@ def _parse_gemmi(text: str) -> ParsedCif:
         raise _FastPathDeclined("non-numeric coordinates")
     _snap_thirds(frac)
     _check_formula_sum(block, numbers)
-    cell = small.cell
-    lattice = _lattice_from_parameters(cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma)
-    return ParsedCif(lattice, numbers, _wrap(frac), "gemmi")
+    lattice = _lattice_from_parameters(*_cell_parameters(block))
+    order = _pymatgen_site_order(numbers)
+    return ParsedCif(lattice, numbers[order], _wrap(frac[order]), "gemmi")
+
+
+def _pymatgen_site_order(numbers: np.ndarray) -> np.ndarray:
+    """pymatgen's ``CifParser`` returns ``get_sorted_structure()``: sites stably sorted by
+    electronegativity, then element symbol. Elements without an electronegativity (He, Ne, Ar) go last."""
+    keys = [_sort_key(int(z)) for z in numbers]
+    return np.array(sorted(range(len(numbers)), key=keys.__getitem__), dtype=np.int64)
+
+
+@lru_cache(maxsize=None)
+def _sort_key(z: int) -> tuple[float, str]:
+    from pymatgen.core import Element
+
+    element = Element.from_Z(z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x = element.X
+    return (math.inf if math.isnan(x) else x, element.symbol)
 
 
 def _is_p1(block, small) -> bool:
@@ -148,10 +169,27 @@ def _check_formula_sum(block, numbers: np.ndarray) -> None:
         )
 
 
+def _cell_parameters(block) -> tuple[float, ...]:
+    """The six cell parameters as written (gemmi's ``UnitCell`` silently resets invalid ones)."""
+    import gemmi
+
+    tags = ("a", "b", "c", "alpha", "beta", "gamma")
+    values = tuple(
+        gemmi.cif.as_number(block.find_value(f"_cell_{'length' if len(t) == 1 else 'angle'}_{t}") or "?")
+        for t in tags
+    )
+    lengths, angles = values[:3], values[3:]
+    if not all(math.isfinite(v) for v in values) or min(lengths) <= 0 or not all(0 < v < 180 for v in angles):
+        shown = ", ".join(f"{t}={v:g}" for t, v in zip(tags, values))
+        raise RejectedInput("degenerate_lattice", f"cell parameters {shown} do not form a cell")
+    return values
+
+
 def _lattice_from_parameters(a, b, c, alpha, beta, gamma) -> np.ndarray:
     from pymatgen.core import Lattice
 
-    return np.array(Lattice.from_parameters(a, b, c, alpha, beta, gamma).matrix, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.array(Lattice.from_parameters(a, b, c, alpha, beta, gamma).matrix, dtype=np.float64)
 
 
 def _snap_thirds(frac: np.ndarray) -> None:
