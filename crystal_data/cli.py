@@ -138,3 +138,7 @@ def demo(
         raise _fail("; ".join(problems), code=1)
     console.print(f"[green]verified[/green] {out}")
     _show(out, out.with_name(out.name + "-summary.png"))
+
+
+if __name__ == "__main__":
+    app()

@@ -13,8 +13,8 @@ class GraphConfig:
     ``cutoff`` Å, every periodic image a separate directed edge.
 
     ``tie_tolerance``: around one centre, distances sorted ascending form one shell while each is within
-    this many Å of the previous one; within a shell, neighbours are ordered by index then image offset. ``min_distance``: two atoms closer than this (Å) reject the
-    crystal as overlapping.
+    this many Å of the previous one; within a shell, neighbours are ordered by index then image offset.
+    ``min_distance``: two atoms closer than this (Å) reject the crystal as overlapping.
     """
 
     kind: str = "knn-multigraph"

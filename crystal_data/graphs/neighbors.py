@@ -6,8 +6,9 @@ Edges follow PyTorch Geometric's convention: ``edge_index[0]`` is the neighbour 
 Edges are grouped by target in ascending order, then sorted by (shell, source index, image offset),
 where a shell is a run of distances each within ``tie_tolerance`` of the previous one: that order
 decides which members of a shell cut by the ``max_neighbors`` limit are kept. Shells come from gaps,
-not from rounding, so equal distances printed with few digits never straddle a rounding boundary. An atom with fewer neighbours within the cutoff simply
-has fewer edges (no padding); an atom with none has none.
+not from rounding, so equal distances printed with few digits never straddle a rounding boundary.
+An atom with fewer neighbours within the cutoff simply has fewer edges (no padding); an atom with none
+has none.
 """
 
 from __future__ import annotations

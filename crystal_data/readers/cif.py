@@ -14,7 +14,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -117,7 +117,7 @@ def _pymatgen_site_order(numbers: np.ndarray) -> np.ndarray:
     return np.array(sorted(range(len(numbers)), key=keys.__getitem__), dtype=np.int64)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sort_key(z: int) -> tuple[float, str]:
     from pymatgen.core import Element
 
