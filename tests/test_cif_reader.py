@@ -86,3 +86,17 @@ def test_banner_before_data_block_is_ignored():
     text = (sample_dir() / "mp-22862.cif").read_text()
     parsed = parse_cif(("written by some tool\n" + text).encode())
     assert parsed.parser == "gemmi" and parsed.atomic_numbers.tolist() == [11, 17]
+
+
+def test_site_order_matches_pymatgen_with_noble_gases():
+    from tests.test_bad_inputs import p1_cif
+
+    sites = "".join(
+        f"  {el}  {el}{k}  1  {0.1 * k:.2f}  {0.05 * k:.2f}  0.0  1\n"
+        for k, el in enumerate(["O", "He", "Si", "Ar", "Na", "O"])
+    )
+    text = p1_cif("mixed", 9.0, sites)
+    fast = parse_cif(text.encode())
+    assert fast.parser == "gemmi"
+    assert_same_crystal(fast, _parse_pymatgen(text))
+    assert fast.atomic_numbers.tolist() != [8, 2, 14, 18, 11, 8]  # reordered, as pymatgen does

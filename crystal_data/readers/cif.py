@@ -111,21 +111,36 @@ def _parse_gemmi(text: str) -> ParsedCif:
 
 
 def _pymatgen_site_order(numbers: np.ndarray) -> np.ndarray:
-    """pymatgen's ``CifParser`` returns ``get_sorted_structure()``: sites stably sorted by
-    electronegativity, then element symbol. Elements without an electronegativity (He, Ne, Ar) go last."""
-    keys = [_sort_key(int(z)) for z in numbers]
+    """pymatgen's ``CifParser`` returns ``get_sorted_structure()``: the file's sites stably sorted by
+    ``Site.__lt__`` (electronegativity, then symbol when either is NaN or they are equal). Emulated with
+    the same comparison, so even elements without an electronegativity (He, Ne, Ar) land where
+    pymatgen puts them."""
+    keys = [_SiteKey(*_element_key(int(z))) for z in numbers]
     return np.array(sorted(range(len(numbers)), key=keys.__getitem__), dtype=np.int64)
 
 
+class _SiteKey:
+    __slots__ = ("x", "symbol")
+
+    def __init__(self, x: float, symbol: str):
+        self.x, self.symbol = x, symbol
+
+    def __lt__(self, other: _SiteKey) -> bool:
+        if self.x < other.x:
+            return True
+        if self.x > other.x:
+            return False
+        return self.symbol < other.symbol
+
+
 @cache
-def _sort_key(z: int) -> tuple[float, str]:
+def _element_key(z: int) -> tuple[float, str]:
     from pymatgen.core import Element
 
     element = Element.from_Z(z)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x = element.X
-    return (math.inf if math.isnan(x) else x, element.symbol)
+        return float(element.X), element.symbol
 
 
 def _is_p1(block, small) -> bool:
