@@ -26,6 +26,8 @@ class CrystalRecord:
     source_version: str = ""
     origin: str = ""
     labels: dict[str, float | None] = field(default_factory=dict)
+    source_duplicate_of: str | None = None
+    """The source's own pointer to the id this entry duplicates (OQMD ``duplicate_entry_id``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lattice", np.asarray(self.lattice, dtype=np.float64).reshape(3, 3))

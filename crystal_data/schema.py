@@ -33,6 +33,7 @@ BASE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("source_id", pa.string(), nullable=False),
     pa.field("source_version", pa.string(), nullable=False),
     pa.field("origin", pa.string(), nullable=False),
+    pa.field("source_duplicate_of", pa.string()),
     pa.field("formula", pa.string(), nullable=False),
     pa.field("nsites", pa.int32(), nullable=False),
     pa.field("lattice", pa.list_(_VEC3, 3), nullable=False),

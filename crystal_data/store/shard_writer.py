@@ -69,6 +69,7 @@ def records_table(
         "source_id": pa.array([r.source_id for r in records], pa.string()),
         "source_version": pa.array([r.source_version for r in records], pa.string()),
         "origin": pa.array([r.origin for r in records], pa.string()),
+        "source_duplicate_of": pa.array([r.source_duplicate_of for r in records], pa.string()),
         "formula": pa.array([p.formula for p in processed], pa.string()),
         "nsites": pa.array(sizes, pa.int32()),
         "lattice": pa.FixedSizeListArray.from_arrays(
