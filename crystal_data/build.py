@@ -12,12 +12,12 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crystal_data.graphs.config import GraphConfig
 from crystal_data.process import Processed, Rejected, process_cif
+from crystal_data.progress import progress_bar
 from crystal_data.readers.cif_folder import CifInput, scan_cif_folder
 from crystal_data.store import layout
 from crystal_data.store.atomic import atomic_write_json, remove
@@ -125,7 +125,7 @@ def build_store(
         list(inputs[k * settings.shard_size : (k + 1) * settings.shard_size]) for k in range(num_shards)
     ]
     pending = [k for k in range(num_shards) if not layout.records_path(store, k).exists()]
-    with _progress(progress, sum(len(shards[k]) for k in pending)) as advance:
+    with progress_bar(progress, sum(len(shards[k]) for k in pending), "crystals") as advance:
         for index, outcomes in _run(pending, shards, settings, workers, advance):
             _write(store, index, outcomes, settings)
     counts = finalize_store(store, plan, settings, num_shards)
@@ -138,33 +138,6 @@ def build_store(
         num_shards - len(pending),
         time.perf_counter() - start,
     )
-
-
-@contextmanager
-def _progress(enabled: bool, total: int) -> Iterator:
-    """Yield ``advance(n)``; a rich progress bar on the terminal when enabled."""
-    if not enabled or total == 0:
-        yield lambda n: None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("crystals"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns) as bar:
-        task = bar.add_task("build", total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def _plan(inputs: Sequence[CifInput], settings: BuildSettings, build_info: dict) -> dict:

@@ -119,6 +119,46 @@ def verify(store: Annotated[Path, typer.Argument(help="Store folder.")]) -> None
 
 
 @app.command()
+def dedup(
+    store: Annotated[Path, typer.Argument(help="Store folder.")],
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,
+    priority: Annotated[
+        str, typer.Option(help="Sources in canonical-priority order, comma-separated.")
+    ] = "mp,oqmd",
+    against: Annotated[
+        list[Path], typer.Option(help="Also flag records matching any crystal of this store; repeat.")
+    ] = [],  # noqa: B006 - typer needs a literal default
+    ltol: Annotated[float, typer.Option(help="StructureMatcher fractional length tolerance.")] = 0.2,
+    stol: Annotated[float, typer.Option(help="StructureMatcher site tolerance.")] = 0.3,
+    angle_tol: Annotated[float, typer.Option(help="StructureMatcher angle tolerance (degrees).")] = 5.0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Find duplicate crystals within a store (and, with --against, leaks into other stores)."""
+    from crystal_data.dedup import DedupConfig, deduplicate_store
+    from crystal_data.dedup.leakage import find_leaks
+
+    config = DedupConfig(
+        ltol=ltol, stol=stol, angle_tol=angle_tol, priority=tuple(p for p in priority.split(",") if p)
+    )
+    try:
+        report = deduplicate_store(store, config, workers=workers, progress=progress)
+        methods = ", ".join(f"{k} {v:,}" for k, v in report.by_method.items()) or "none"
+        console.print(
+            f"{store}: {report.records:,} records, {report.canonical:,} canonical, "
+            f"{report.duplicates:,} duplicates ({methods}); "
+            f"{report.fit_calls:,} StructureMatcher fits in {report.seconds:.1f} s"
+        )
+        if against:
+            leaks = find_leaks(store, list(against), config, workers=workers, progress=progress)
+            console.print(
+                f"leakage: {leaks.leaked:,} of {leaks.checked:,} records match a crystal of "
+                f"{', '.join(map(str, against))} ({leaks.candidates:,} candidates, {leaks.fit_calls:,} fits)"
+            )
+    except (FileNotFoundError, KeyError) as exc:
+        raise _fail(f"{store}: not a finished store ({exc})") from None
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Store folder to (re)create.")] = Path("demo-store"),
     workers: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,

@@ -10,6 +10,12 @@ RECORDS_DIR = "records"
 GRAPHS_DIR = "graphs"
 BUILD_DIR = ".build"
 """Work area of an unfinished build: the plan, per-shard rejections, temporary files."""
+DEDUP_DIR = ".dedup"
+"""Work area of an unfinished deduplication."""
+LEAKAGE_DIR = ".leakage"
+"""Work area of an unfinished leakage check."""
+DUPLICATES = "duplicates.parquet"
+LEAKAGE = "leakage.parquet"
 
 
 def shard_name(index: int) -> str:

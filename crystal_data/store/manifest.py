@@ -27,11 +27,12 @@ def file_sha256(path: Path) -> str:
 
 
 def store_files(store: Path) -> list[Path]:
-    """Every file of a store that the manifest covers, sorted (the manifest and build area excluded)."""
+    """Every file of a store that the manifest covers, sorted (the manifest and the work areas of
+    unfinished stages, top-level names starting with a dot, are excluded)."""
     files = []
     for path in store.rglob("*"):
         rel = path.relative_to(store)
-        if path.is_file() and rel.parts[0] not in (layout.MANIFEST, layout.BUILD_DIR):
+        if path.is_file() and rel.parts[0] != layout.MANIFEST and not rel.parts[0].startswith("."):
             files.append(path)
     return sorted(files, key=lambda p: p.relative_to(store).as_posix())
 
@@ -44,6 +45,23 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def update_manifest(store: Path, sections: dict, changed: list[str], tmp_root: Path) -> dict:
+    """Set top-level ``sections`` of the manifest and refresh the checksums of the ``changed`` files
+    (relative paths; a file that no longer exists leaves the listing). Written atomically."""
+    manifest = json.loads((store / layout.MANIFEST).read_text())
+    manifest.update(sections)
+    files = manifest["files"]
+    for rel in changed:
+        path = store / rel
+        if path.is_file():
+            files[rel] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+        else:
+            files.pop(rel, None)
+    manifest["files"] = dict(sorted(files.items()))
+    atomic_write_json(store / layout.MANIFEST, manifest, tmp_root)
+    return manifest
 
 
 def finalize_store(store: Path, plan: dict, settings, num_shards: int) -> dict:

@@ -129,10 +129,34 @@ class Store:
 
     @cached_property
     def records(self):
-        """All records as a Polars DataFrame (row i is ``store[i]``)."""
+        """All records as a Polars DataFrame (row i is ``store[i]``). After deduplication it has a
+        ``canonical`` column; after a leakage check a ``leaked`` column."""
         import polars as pl
 
-        return pl.from_arrow(self.records_table())
+        records = pl.from_arrow(self.records_table())
+        if self.duplicates is not None:
+            records = records.with_columns(
+                canonical=~pl.col("uid").is_in(self.duplicates["member_uid"].implode())
+            )
+        if self.leakage is not None:
+            records = records.with_columns(leaked=pl.col("uid").is_in(self.leakage["uid"].implode()))
+        return records
+
+    @cached_property
+    def duplicates(self):
+        """The duplicate map (Polars DataFrame: canonical_uid, member_uid, source, source_id, method,
+        rms_distance), or ``None`` before ``crystal-data dedup``."""
+        return self._optional_table(layout.DUPLICATES)
+
+    @cached_property
+    def leakage(self):
+        """Records matching a crystal of another store (Polars DataFrame), or ``None`` if not checked."""
+        return self._optional_table(layout.LEAKAGE)
+
+    def _optional_table(self, name: str):
+        import polars as pl
+
+        return pl.read_parquet(self.path / name) if (self.path / name).exists() else None
 
     def records_table(self, columns: list[str] | None = None) -> pa.Table:
         tables = [pq.read_table(self._records_file(k), columns=columns) for k in range(len(self._shards))]

@@ -23,8 +23,7 @@ def verify_store(path: str | Path) -> list[str]:
     except json.JSONDecodeError as exc:
         return [f"{manifest_file}: not valid JSON ({exc})"]
     problems = _check_files(store, manifest["files"])
-    if (store / layout.BUILD_DIR).exists():
-        problems.append(f"{store / layout.BUILD_DIR}: leftover build area in a finished store")
+    problems += [f"{work}: work area of an unfinished stage" for work in sorted(store.glob(".*"))]
     if problems:
         return problems  # counts below would only repeat what the checksums already say
     return _check_counts(store, manifest)
@@ -86,8 +85,42 @@ def _check_counts(store: Path, manifest: dict) -> list[str]:
     for key, total in totals.items():
         if total != counts[key]:
             problems.append(f"{store}: {key} add up to {total}, manifest says {counts[key]}")
+    problems += _check_duplicate_map(store, manifest)
     if counts["records"] + counts["rejected"] != counts["inputs"]:
         problems.append(
             f"{store}: {counts['inputs']} inputs, {counts['records']} records + {counts['rejected']} rejected"
         )
+    return problems
+
+
+def _check_duplicate_map(store: Path, manifest: dict) -> list[str]:
+    """The duplicate map and the leakage table name only records of this store, without chains."""
+    problems = []
+    tables = [(name, section) for name, section in ((layout.DUPLICATES, "dedup"), (layout.LEAKAGE, "leakage"))
+              if name in manifest["files"]]  # fmt: skip
+    if not tables:
+        return problems
+    uids = set()
+    for shard in manifest["shards"]:
+        uids.update(pq.read_table(store / layout.RECORDS_DIR / f"{shard['name']}.parquet", columns=["uid"])
+                    .column("uid").to_pylist())  # fmt: skip
+    for name, section in tables:
+        table = pq.read_table(store / name)
+        expected = manifest[section]["counts"]["duplicates" if section == "dedup" else "leaked"]
+        if table.num_rows != expected:
+            problems.append(f"{store / name}: {table.num_rows} rows, manifest says {expected}")
+        columns = ("canonical_uid", "member_uid") if section == "dedup" else ("uid",)
+        for column in columns:
+            unknown = set(table.column(column).to_pylist()) - uids
+            if unknown:
+                problems.append(
+                    f"{store / name}: {column} {sorted(unknown)[0]!r} is not a record of this store"
+                )
+        if section == "dedup":
+            members = table.column("member_uid").to_pylist()
+            canonicals = set(table.column("canonical_uid").to_pylist())
+            if len(set(members)) != len(members):
+                problems.append(f"{store / name}: a record is a member of two groups")
+            if canonicals & set(members):
+                problems.append(f"{store / name}: a canonical record is itself a member (a chain)")
     return problems
