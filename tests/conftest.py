@@ -47,3 +47,25 @@ def shared_cifs(tmp_path_factory) -> list[Path]:
             if k % 100 == 0:
                 archive.extract(member, out, filter="data")
     return sorted(out.rglob("*.cif"))
+
+
+@pytest.fixture(scope="session")
+def shared_polymorphs(tmp_path_factory) -> Path:
+    """Every SiO2 and TiO2 crystal of the shared 33K set (171 files), in one folder."""
+    import re
+
+    from pymatgen.core import Composition
+
+    if not MP_TARBALL.exists():
+        pytest.skip(f"{MP_TARBALL} not present (shared real data is only on development machines and CI)")
+    out = tmp_path_factory.mktemp("polymorphs")
+    formula_sum = re.compile(rb"_chemical_formula_sum\s+'?([^'\n]+)'?")
+    with tarfile.open(MP_TARBALL, mode="r|gz") as archive:
+        for member in archive:
+            if not member.name.endswith(".cif"):
+                continue
+            data = archive.extractfile(member).read()
+            match = formula_sum.search(data)
+            if match and Composition(match.group(1).decode()).reduced_formula in ("SiO2", "TiO2"):
+                (out / Path(member.name).name).write_bytes(data)
+    return out

@@ -2,8 +2,9 @@
 and other settings of the same lattice.
 
 spglib standardises the primitive cell (idealising positions within ``symprec``, which also absorbs
-small coordinate noise); the fingerprint hashes its space group, rounded lattice and sorted, rounded
-sites. Equal fingerprints are duplicates without a ``StructureMatcher`` call; unequal ones still go to
+small coordinate noise); the fingerprint hashes its rounded lattice metric and its sorted, rounded
+sites, with the origin on whichever atom of the rarest element gives the smallest site list (spglib
+fixes the origin only up to the space group's equivalent choices). Equal fingerprints are duplicates without a ``StructureMatcher`` call; unequal ones still go to
 tier 3, so a rounding boundary costs a fit call, never a wrong answer.
 """
 
@@ -36,12 +37,24 @@ def structure_fingerprint(
             return None
     if standard is None:
         return None
-    std_lattice, std_frac, std_numbers = standard
+    std_lattice, std_frac, std_numbers = (np.asarray(part) for part in standard)
     lengths = np.round(np.linalg.norm(std_lattice, axis=1), 2)
     gram = np.round(std_lattice @ std_lattice.T, 1)
-    sites = np.round(np.asarray(std_frac) % 1.0, 3) % 1.0
-    order = np.lexsort((sites[:, 2], sites[:, 1], sites[:, 0], std_numbers))
     digest = hashlib.sha256()
-    for part in (lengths, gram, np.asarray(std_numbers)[order], sites[order]):
+    for part in (lengths, gram, _canonical_sites(std_frac, std_numbers)):
         digest.update(np.ascontiguousarray(part + 0.0).tobytes())  # + 0.0 folds -0.0 into 0.0
     return digest.hexdigest()[:16]
+
+
+def _canonical_sites(frac: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """(N, 4) rows (Z, x, y, z), rounded, sorted, origin-independent."""
+    species, counts = np.unique(numbers, return_counts=True)
+    rarest = species[np.argmin(counts)]
+    best = None
+    for anchor in np.nonzero(numbers == rarest)[0]:
+        sites = np.round((frac - frac[anchor]) % 1.0, 3) % 1.0
+        rows = np.column_stack([numbers, sites])
+        rows = rows[np.lexsort(rows.T[::-1])]
+        if best is None or tuple(rows.ravel()) < tuple(best.ravel()):
+            best = rows
+    return best
