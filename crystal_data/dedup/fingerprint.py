@@ -1,11 +1,13 @@
 """Tier 1: an exact content fingerprint that survives origin shifts, site permutations, supercells
 and other settings of the same lattice.
 
-spglib standardises the primitive cell (idealising positions within ``symprec``, which also absorbs
-small coordinate noise); the fingerprint hashes its rounded lattice metric and its sorted, rounded
+spglib standardises the primitive cell (idealising positions within ``symprec``, which absorbs noise
+on special positions); the fingerprint hashes its rounded lattice metric and its sorted, rounded
 sites, with the origin on whichever atom of the rarest element gives the smallest site list (spglib
-fixes the origin only up to the space group's equivalent choices). Equal fingerprints are duplicates without a ``StructureMatcher`` call; unequal ones still go to
-tier 3, so a rounding boundary costs a fit call, never a wrong answer.
+fixes the origin only up to the space group's equivalent choices). Equal fingerprints are duplicates
+without a ``StructureMatcher`` call; unequal ones (noise on free coordinates past the rounding, a
+rounding boundary) still go to tier 3, so the fingerprint saves fit calls and never decides a
+"no".
 """
 
 from __future__ import annotations
