@@ -58,6 +58,7 @@ def build(
     overwrite: Annotated[bool, typer.Option(help="Delete OUT first instead of resuming.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Also write a summary figure (PNG).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    dedup: Annotated[bool, typer.Option(help="Deduplicate the store after building it.")] = False,
 ) -> None:
     """Build a store from a folder of CIF files; re-running resumes an interrupted build."""
     from crystal_data.build import BuildConflict, BuildSettings, build_from_cif_folder
@@ -90,6 +91,10 @@ def build(
         else ""
     )
     console.print(f"built {report.store} in {report.seconds:.1f} s{resumed}")
+    if dedup:
+        from crystal_data.dedup import DedupConfig
+
+        _run_dedup(report.store, DedupConfig(), [], workers, progress)
     _show(report.store, plot)
 
 
@@ -134,28 +139,34 @@ def dedup(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Find duplicate crystals within a store (and, with --against, leaks into other stores)."""
-    from crystal_data.dedup import DedupConfig, deduplicate_store
-    from crystal_data.dedup.leakage import find_leaks
+    from crystal_data.dedup import DedupConfig
 
     config = DedupConfig(
         ltol=ltol, stol=stol, angle_tol=angle_tol, priority=tuple(p for p in priority.split(",") if p)
     )
     try:
-        report = deduplicate_store(store, config, workers=workers, progress=progress)
-        methods = ", ".join(f"{k} {v:,}" for k, v in report.by_method.items()) or "none"
-        console.print(
-            f"{store}: {report.records:,} records, {report.canonical:,} canonical, "
-            f"{report.duplicates:,} duplicates ({methods}); "
-            f"{report.fit_calls:,} StructureMatcher fits in {report.seconds:.1f} s"
-        )
-        if against:
-            leaks = find_leaks(store, list(against), config, workers=workers, progress=progress)
-            console.print(
-                f"leakage: {leaks.leaked:,} of {leaks.checked:,} records match a crystal of "
-                f"{', '.join(map(str, against))} ({leaks.candidates:,} candidates, {leaks.fit_calls:,} fits)"
-            )
+        _run_dedup(store, config, list(against), workers, progress)
     except (FileNotFoundError, KeyError) as exc:
         raise _fail(f"{store}: not a finished store ({exc})") from None
+
+
+def _run_dedup(store: Path, config, against: list[Path], workers: int, progress: bool) -> None:
+    from crystal_data.dedup import deduplicate_store
+    from crystal_data.dedup.leakage import find_leaks
+
+    report = deduplicate_store(store, config, workers=workers, progress=progress)
+    methods = ", ".join(f"{k} {v:,}" for k, v in report.by_method.items()) or "none"
+    console.print(
+        f"{store}: {report.records:,} records, {report.canonical:,} canonical, "
+        f"{report.duplicates:,} duplicates ({methods}); "
+        f"{report.fit_calls:,} StructureMatcher fits in {report.seconds:.1f} s"
+    )
+    if against:
+        leaks = find_leaks(store, against, config, workers=workers, progress=progress)
+        console.print(
+            f"leakage: {leaks.leaked:,} of {leaks.checked:,} records match a crystal of "
+            f"{', '.join(map(str, against))} ({leaks.candidates:,} candidates, {leaks.fit_calls:,} fits)"
+        )
 
 
 @app.command()

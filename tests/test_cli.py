@@ -48,3 +48,19 @@ def test_untagged_800k_layout_from_cli(tmp_path):
 def test_crysgnn_env():
     result = runner.invoke(crysgnn_app, ["env", "--device", "cpu"])
     assert result.exit_code == 0 and "torch 2." in result.output and "device cpu" in result.output
+
+
+def test_build_with_dedup_and_leakage_check(tmp_path, sample_store):
+    from tests.conftest import FIXTURES
+
+    out = tmp_path / "store"
+    args = ["build", "--from-cif", str(FIXTURES / "untagged_800k"), "--out", str(out), "--workers", "1"]
+    result = runner.invoke(app, [*args, "--no-progress", "--dedup"])
+    assert result.exit_code == 0, result.output
+    assert "9 records, 9 canonical, 0 duplicates" in " ".join(result.output.split())
+    result = runner.invoke(
+        app, ["dedup", str(out), "--against", str(sample_store), "--workers", "1", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "leakage: 9 of 9 records match" in " ".join(result.output.split())
+    assert runner.invoke(app, ["verify", str(out)]).exit_code == 0

@@ -133,3 +133,23 @@ def test_leakage_against_another_store(perturbed_store, sample_store, tmp_path):
     assert store.records["leaked"].all() and store.leakage.height == 91
     assert set(store.leakage["matched_uid"].str.replace("mp:", "").to_list()) == set(ORIGINALS)
     assert crystal_data.verify_store(out) == []
+
+
+def test_verify_checks_the_duplicate_map(perturbed_store, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from crystal_data.store.manifest import update_manifest
+
+    copy = tmp_path / "copy"
+    shutil.copytree(perturbed_store[0], copy)
+    table = pq.read_table(copy / "duplicates.parquet")
+    rows = table.to_pylist()
+    rows[1]["canonical_uid"] = rows[0]["member_uid"]  # a chain: a member that is also a canonical
+    rows[2]["member_uid"] = "mp:not-in-store"
+    pq.write_table(table.from_pylist(rows, schema=table.schema), copy / "duplicates.parquet")
+    update_manifest(copy, {}, ["duplicates.parquet"], tmp_path / "tmp")
+    problems = crystal_data.verify_store(copy)
+    assert any("chain" in p for p in problems)
+    assert any("'mp:not-in-store' is not a record" in p for p in problems)
