@@ -38,19 +38,64 @@ class CrystalGraph:
 
 
 def nearest_neighbor_graph(lattice: np.ndarray, frac_coords: np.ndarray, config: GraphConfig) -> CrystalGraph:
-    """Build the multigraph of one crystal. Raises :class:`RejectedInput` for overlapping atoms."""
-    from pymatgen.optimization.neighbors import find_points_in_spheres
+    """Build the multigraph of one crystal. Raises :class:`RejectedInput` for overlapping atoms.
 
+    The search starts at a radius that holds about twice ``max_neighbors`` atoms at the crystal's
+    density (sorting every pair within 8 Å costs 5x more than finding them); atoms whose
+    neighbourhood is not provably complete at that radius (fewer neighbours, or a cut shell reaching
+    its edge) are searched again at the full cutoff, so the result equals a full-cutoff search."""
     lattice = np.ascontiguousarray(lattice, dtype=np.float64)
     cart = np.ascontiguousarray(frac_coords @ lattice)
-    target, source, images, distances = find_points_in_spheres(
-        cart, cart, r=float(config.cutoff), pbc=_PBC, lattice=lattice, tol=1e-8
+    num_atoms = len(cart)
+    radius = _first_radius(lattice, num_atoms, config)
+    pairs = _pairs(cart, cart, np.arange(num_atoms), radius, lattice)
+    _check_overlap(pairs, config)
+    ordered, rank, shell_end = _order(pairs, num_atoms, config)
+    if radius < config.cutoff:
+        kth = rank == config.max_neighbors - 1
+        complete = np.zeros(num_atoms, dtype=bool)
+        complete[ordered[0][kth]] = shell_end[kth] + config.tie_tolerance < radius
+        if not complete.all():
+            redo = np.nonzero(~complete)[0]
+            extra = _pairs(cart[redo], cart, redo, config.cutoff, lattice)
+            kept = complete[pairs[0]]
+            pairs = tuple(np.concatenate([part[kept], more]) for part, more in zip(pairs, extra))
+            ordered, rank, _ = _order(pairs, num_atoms, config)
+    keep = rank < config.max_neighbors
+    target, source, images, distances = (part[keep] for part in ordered)
+    if len(images) and np.abs(images).max() > np.iinfo(np.int8).max:
+        raise RejectedInput("degenerate_lattice", "periodic image offsets exceed 127 cells within the cutoff")
+    return CrystalGraph(
+        edge_index=np.stack([source, target]).astype(np.int32),
+        edge_distance=distances.astype(np.float32),
+        edge_image=images.astype(np.int8),
     )
-    images = np.rint(images).astype(np.int64)
-    is_self = (target == source) & (images == 0).all(axis=1)
-    keep = ~is_self
-    target, source, images, distances = target[keep], source[keep], images[keep], distances[keep]
 
+
+def _first_radius(lattice: np.ndarray, num_atoms: int, config: GraphConfig) -> float:
+    volume_per_atom = abs(np.linalg.det(lattice)) / num_atoms
+    holds_k = (3 * config.max_neighbors * volume_per_atom / (4 * np.pi)) ** (1 / 3)
+    return float(min(config.cutoff, 1.25 * holds_k + 1.0))
+
+
+def _pairs(
+    centres: np.ndarray, cart: np.ndarray, centre_index: np.ndarray, radius: float, lattice: np.ndarray
+):
+    """(target, source, image, distance) of every pair within ``radius``, an atom's zero-offset self
+    excluded; ``target`` is mapped through ``centre_index``."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+
+    target, source, images, distances = find_points_in_spheres(
+        cart, np.ascontiguousarray(centres), r=float(radius), pbc=_PBC, lattice=lattice, tol=1e-8
+    )
+    target = centre_index[target]
+    images = np.rint(images).astype(np.int64)
+    keep = ~((target == source) & (images == 0).all(axis=1))
+    return target[keep], source[keep], images[keep], distances[keep]
+
+
+def _check_overlap(pairs, config: GraphConfig) -> None:
+    target, source, _, distances = pairs
     if len(distances) and distances.min() < config.min_distance:
         k = int(np.argmin(distances))
         raise RejectedInput(
@@ -59,23 +104,21 @@ def nearest_neighbor_graph(lattice: np.ndarray, frac_coords: np.ndarray, config:
             f"(minimum {config.min_distance} Å)",
         )
 
-    by_distance = np.lexsort((distances, target))
-    gaps = np.diff(distances[by_distance]) > config.tie_tolerance
-    new_shell = np.concatenate([[True], gaps | (np.diff(target[by_distance]) != 0)])
-    shell = np.empty(len(distances), dtype=np.int64)
-    shell[by_distance] = np.cumsum(new_shell)
-    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], source, shell, target))
-    target, source, images, distances = target[order], source[order], images[order], distances[order]
-    counts = np.bincount(target, minlength=len(frac_coords))
-    starts = np.cumsum(counts) - counts
-    rank = np.arange(len(target)) - starts[target]
-    keep = rank < config.max_neighbors
-    target, source, images, distances = target[keep], source[keep], images[keep], distances[keep]
 
-    if len(images) and np.abs(images).max() > np.iinfo(np.int8).max:
-        raise RejectedInput("degenerate_lattice", "periodic image offsets exceed 127 cells within the cutoff")
-    return CrystalGraph(
-        edge_index=np.stack([source, target]).astype(np.int32),
-        edge_distance=distances.astype(np.float32),
-        edge_image=images.astype(np.int8),
-    )
+def _order(pairs, num_atoms: int, config: GraphConfig):
+    """Pairs in edge order, each pair's rank around its target, and the last distance of its shell."""
+    target, source, images, distances = pairs
+    by_distance = np.lexsort((distances, target))
+    sorted_distances = distances[by_distance]
+    new_shell = np.ones(len(distances), dtype=bool)
+    new_shell[1:] = (np.diff(sorted_distances) > config.tie_tolerance) | (np.diff(target[by_distance]) != 0)
+    shell_id = np.cumsum(new_shell) - 1
+    shell_last = np.append(np.nonzero(new_shell)[0][1:] - 1, len(distances) - 1)
+    shell = np.empty(len(distances), dtype=np.int64)
+    shell[by_distance] = shell_id
+    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], source, shell, target))
+    ordered = tuple(part[order] for part in pairs)
+    counts = np.bincount(ordered[0], minlength=num_atoms)
+    rank = np.arange(len(order)) - (np.cumsum(counts) - counts)[ordered[0]]
+    shell_end = sorted_distances[shell_last][shell[order]] if len(order) else np.zeros(0)
+    return ordered, rank, shell_end
