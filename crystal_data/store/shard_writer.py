@@ -91,19 +91,14 @@ def records_table(
 
 
 def rejected_table(rejected: Sequence[Rejected], source: str) -> pa.Table:
-    return pa.Table.from_pylist(
-        [
-            {
-                "input": r.input,
-                "source": source,
-                "source_id": r.source_id,
-                "reason_code": r.code,
-                "reason": r.reason,
-            }
-            for r in rejected
-        ],
-        schema=REJECTED_SCHEMA,
-    )
+    columns = {
+        "input": [r.input for r in rejected],
+        "source": [source] * len(rejected),
+        "source_id": [r.source_id for r in rejected],
+        "reason_code": [r.code for r in rejected],
+        "reason": [r.reason for r in rejected],
+    }
+    return pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in REJECTED_SCHEMA], schema=REJECTED_SCHEMA)
 
 
 def write_graphs(path: Path, processed: Sequence[Processed], config: GraphConfig) -> None:
