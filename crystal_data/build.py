@@ -11,11 +11,12 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from crystal_data.graphs.config import GraphConfig
+from crystal_data.parallel import parallel_map
 from crystal_data.process import Processed, Rejected, process_cif
 from crystal_data.progress import progress_bar
 from crystal_data.readers.cif_folder import CifInput, scan_cif_folder
@@ -198,7 +199,10 @@ def _write(store: Path, index: int, outcomes: list[Processed | Rejected], settin
     )
 
 
-def _process_chunk(items: list[CifInput], settings: BuildSettings) -> list[Processed | Rejected]:
+def _process_task(
+    task: tuple[int, int, list[CifInput]], settings: BuildSettings
+) -> list[Processed | Rejected]:
+    _, _, items = task
     return [
         process_cif(
             item,
@@ -227,35 +231,12 @@ def _run(
         if remaining[index] == 0:  # only when there are no inputs at all
             yield index, []
     parts: dict[int, dict[int, list]] = {}
-    for index, start, chunk in _completed_chunks(tasks, settings, workers):
+    for (index, start, _), chunk in parallel_map(
+        partial(_process_task, settings=settings), tasks, workers=workers
+    ):
         advance(len(chunk))
         parts.setdefault(index, {})[start] = chunk
         remaining[index] -= 1
         if remaining[index] == 0:
             done = parts.pop(index)
             yield index, [outcome for key in sorted(done) for outcome in done[key]]
-
-
-def _completed_chunks(
-    tasks: list[tuple[int, int, list[CifInput]]], settings: BuildSettings, workers: int
-) -> Iterator[tuple[int, int, list[Processed | Rejected]]]:
-    """Process chunks in this process (``workers <= 1``) or in a pool with a bounded queue, so memory
-    stays flat whatever the number of inputs."""
-    if workers <= 1:
-        for index, start, items in tasks:
-            yield index, start, _process_chunk(items, settings)
-        return
-    queue = iter(tasks)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        in_flight: dict[Future, tuple[int, int]] = {}
-        while True:
-            for index, start, items in queue:
-                in_flight[pool.submit(_process_chunk, items, settings)] = (index, start)
-                if len(in_flight) >= 4 * workers:
-                    break
-            if not in_flight:
-                return
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                index, start = in_flight.pop(future)
-                yield index, start, future.result()

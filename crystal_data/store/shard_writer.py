@@ -98,7 +98,9 @@ def rejected_table(rejected: Sequence[Rejected], source: str) -> pa.Table:
         "reason_code": [r.code for r in rejected],
         "reason": [r.reason for r in rejected],
     }
-    return pa.Table.from_arrays([pa.array(columns[f.name], f.type) for f in REJECTED_SCHEMA], schema=REJECTED_SCHEMA)
+    return pa.Table.from_arrays(
+        [pa.array(columns[f.name], f.type) for f in REJECTED_SCHEMA], schema=REJECTED_SCHEMA
+    )
 
 
 def write_graphs(path: Path, processed: Sequence[Processed], config: GraphConfig) -> None:
