@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,7 +53,10 @@ class CrystalRecord:
         from pymatgen.core import Composition, Element
 
         numbers, counts = np.unique(self.atomic_numbers, return_counts=True)
-        return Composition({Element.from_Z(int(z)): int(c) for z, c in zip(numbers, counts)}).reduced_formula
+        composition = Composition({Element.from_Z(int(z)): int(c) for z, c in zip(numbers, counts)})
+        with warnings.catch_warnings():  # pymatgen warns about He/Ne/Ar electronegativity while ordering
+            warnings.simplefilter("ignore")
+            return composition.reduced_formula
 
 
 def check_structure(lattice: np.ndarray, atomic_numbers: np.ndarray, frac_coords: np.ndarray) -> None:
