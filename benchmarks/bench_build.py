@@ -37,12 +37,9 @@ import argparse
 import csv
 import datetime as dt
 import hashlib
-import os
 import platform
-import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import warnings
@@ -53,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+from common import cpu_model, md_table, resolve_data, usable_cores
 
 import crystal_data
 from crystal_data.build import BuildSettings, build_store
@@ -117,50 +115,6 @@ class Outcome:
 
 
 # --------------------------------------------------------------------------------------------- data
-
-
-def resolve_data(path: Path, cache: Path) -> Path:
-    """The folder holding the CIFs: ``path`` itself, or the tarball extracted under ``cache``."""
-    if path.is_dir():
-        return _cif_root(path)
-    if path.is_file() and tarfile.is_tarfile(path):
-        return _cif_root(_extract(path, cache))
-    sys.exit(
-        f"error: no benchmark data at {path}\n"
-        f"pass --data with the tarball (mp-formation-energy-33k.tar.gz) or an extracted folder of CIFs"
-    )
-
-
-def _cif_root(folder: Path) -> Path:
-    if _holds_cifs(folder):
-        return folder
-    children = [child for child in folder.iterdir() if child.is_dir() and _holds_cifs(child)]
-    if len(children) == 1:
-        return children[0]
-    sys.exit(f"error: {folder} holds neither id_prop.csv nor *.cif files (nor one folder that does)")
-
-
-def _holds_cifs(folder: Path) -> bool:
-    return (folder / "id_prop.csv").exists() or any(folder.glob("*.cif"))
-
-
-def _extract(tarball: Path, cache: Path) -> Path:
-    """Extract once: ``cache/<name>/`` is complete exactly when its ``.complete`` marker exists."""
-    target = cache / tarball.name.removesuffix(".tar.gz").removesuffix(".tgz")
-    if (target / ".complete").exists():
-        return target
-    print(f"extracting {tarball} to {target} ...", file=sys.stderr)
-    cache.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=cache))
-    with tarfile.open(tarball) as archive:
-        if hasattr(tarfile, "data_filter"):
-            archive.extractall(partial, filter="data")
-        else:  # Python without extraction filters
-            archive.extractall(partial)
-    (partial / ".complete").touch()
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
 
 
 def load_sample(folder: Path, n: int, seed: int) -> list[Crystal]:
@@ -436,12 +390,6 @@ def _timed_count(fn: Callable[[], int]) -> tuple[int, float]:
 # ----------------------------------------------------------------------------------------- markdown
 
 
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def ms(seconds: float, n: int) -> str:
     return f"{1000 * seconds / n:.3f}"
 
@@ -455,10 +403,8 @@ def speedup(reference: float, ours: float) -> str:
 
 
 def environment(code: str) -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "unknown"
-    )
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = cpu_model()
+    cores = usable_cores()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in LIBRARIES)
     return (
         f"- date {dt.date.today().isoformat()}; CPU {cpu}; {cores} core(s) usable by this process\n"
@@ -492,13 +438,6 @@ def code_version() -> str:
         else "no uncommitted changes in crystal_data"
     )
     return f"git {head.stdout.strip()}, {dirty}; {sources}"
-
-
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
 
 
 def throughput_section(n: int, ref: StageTimes, ours: StageTimes, process_s: float, build_s: float) -> str:

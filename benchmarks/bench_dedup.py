@@ -44,15 +44,12 @@ import resource
 import shlex
 import shutil
 import sys
-import tarfile
-import tempfile
 import threading
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
@@ -60,6 +57,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+from common import cpu_model, md_table, resolve_data, usable_cores
 
 import crystal_data
 from crystal_data.build import BuildReport, BuildSettings, build_from_cif_folder
@@ -111,34 +109,6 @@ class Original:
     source_id: str
     path: Path
     energy: float | None
-
-
-@contextmanager
-def cif_folder(data: Path, work: Path) -> Iterator[Path]:
-    """The folder of real CIFs: ``data`` itself, or the tarball extracted into a temporary folder."""
-    if data.is_dir():
-        yield _cif_root(data)
-        return
-    if not (data.is_file() and tarfile.is_tarfile(data)):
-        sys.exit(f"error: --data {data} is neither a folder nor a tarball of CIFs")
-    work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="data-", dir=work) as tmp:
-        log(f"extracting {data} to {tmp}")
-        with tarfile.open(data) as archive:
-            if hasattr(tarfile, "data_filter"):
-                archive.extractall(tmp, filter="data")
-            else:  # Python without extraction filters
-                archive.extractall(tmp)
-        yield _cif_root(Path(tmp))
-
-
-def _cif_root(folder: Path) -> Path:
-    if (folder / "id_prop.csv").exists():
-        return folder
-    children = [child for child in folder.iterdir() if (child / "id_prop.csv").exists()]
-    if len(children) != 1:
-        sys.exit(f"error: {folder} holds no id_prop.csv (nor one folder that does)")
-    return children[0]
 
 
 def load_originals(folder: Path, limit: int | None) -> list[Original]:
@@ -760,12 +730,6 @@ def load_merges(store: crystal_data.Store) -> list[Merge]:
 # ---------------------------------------------------------------------------------------- markdown
 
 
-def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f} %" if whole else "n/a"
 
@@ -779,10 +743,8 @@ def ratio(a: float, b: float) -> str:
 
 
 def environment(args: argparse.Namespace) -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), "unknown"
-    )
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = cpu_model()
+    cores = usable_cores()
     versions = ", ".join(f"{name} {metadata.version(name)}" for name in LIBRARIES)
     command = " ".join(shlex.quote(part) for part in [".venv/bin/python", *sys.argv])
     return (
@@ -793,13 +755,6 @@ def environment(args: argparse.Namespace) -> str:
         f"- command (run from the repository root, wrapped in `/usr/bin/time -v` for the whole-run peak "
         f"RSS):\n\n      /usr/bin/time -v {command}"
     )
-
-
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return []
 
 
 def corpus_section(corpus: Corpus, build: BuildReport, phase: Phase, args: argparse.Namespace) -> str:
@@ -1129,13 +1084,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore")  # pymatgen's CIF and matcher warnings would flood the log
     args.work.mkdir(parents=True, exist_ok=True)
     phases: list[Phase] = []
-    with cif_folder(args.data, args.work) as source:
-        originals = load_originals(source, args.limit_originals)
-        corpus = run_phase(
-            "write corpus",
-            lambda: make_corpus(originals, args.data.resolve(), args.work / "corpus", args),
-            phases,
-        )
+    originals = load_originals(resolve_data(args.data, args.work / "data"), args.limit_originals)
+    corpus = run_phase(
+        "write corpus",
+        lambda: make_corpus(originals, args.data.resolve(), args.work / "corpus", args),
+        phases,
+    )
     energies = {o.source_id: o.energy for o in originals}
     store_path = args.work / "store"
     settings = BuildSettings(source=SOURCE, label_units={LABEL: LABEL_UNIT})
