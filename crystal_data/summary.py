@@ -87,7 +87,10 @@ def render_summary(summary: StoreSummary, console=None, top_spacegroups: int = 1
     console.print(table)
     top = sorted(summary.spacegroups.items(), key=lambda kv: (-kv[1], kv[0]))[:top_spacegroups]
     table = Table(
-        "space group", "records", title="Space groups", caption=f"top {len(top)} of {len(summary.spacegroups)}"
+        "space group",
+        "records",
+        title="Space groups",
+        caption=f"top {len(top)} of {len(summary.spacegroups)}",
     )
     for number, count in top:
         table.add_row(str(number), f"{count:,}")
