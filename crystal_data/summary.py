@@ -26,6 +26,9 @@ class StoreSummary:
     atoms_below_max_degree: int
     isolated_atoms: int
     max_neighbors: int
+    dedup: dict | None = None
+    """The manifest's dedup counts, once ``crystal-data dedup`` has run."""
+    leakage: dict | None = None
 
 
 def summarize(store: Store) -> StoreSummary:
@@ -58,6 +61,8 @@ def summarize(store: Store) -> StoreSummary:
         atoms_below_max_degree=below,
         isolated_atoms=isolated,
         max_neighbors=max_neighbors,
+        dedup=store.manifest.get("dedup", {}).get("counts"),
+        leakage=store.manifest.get("leakage", {}).get("counts"),
     )
 
 
@@ -75,6 +80,12 @@ def render_summary(summary: StoreSummary, console=None, top_spacegroups: int = 1
     )
     if summary.parsers:
         console.print("parsed by: " + ", ".join(f"{k} {v:,}" for k, v in summary.parsers.items()))
+    if summary.dedup:
+        d = summary.dedup
+        methods = ", ".join(f"{k} {v:,}" for k, v in d["by_method"].items()) or "none"
+        console.print(f"dedup: {d['canonical']:,} canonical, {d['duplicates']:,} duplicates ({methods})")
+    if summary.leakage:
+        console.print(f"leakage: {summary.leakage['leaked']:,} records match another store")
     if summary.rejected_by_reason:
         table = Table("rejection reason", "count", title="Rejected")
         for reason, count in summary.rejected_by_reason.items():

@@ -64,3 +64,13 @@ def test_build_with_dedup_and_leakage_check(tmp_path, sample_store):
     assert result.exit_code == 0, result.output
     assert "leakage: 9 of 9 records match" in " ".join(result.output.split())
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+
+
+def test_info_reports_dedup(tmp_path, sample_store):
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(sample_store, copy)
+    assert runner.invoke(app, ["dedup", str(copy), "--workers", "1", "--no-progress"]).exit_code == 0
+    result = runner.invoke(app, ["info", str(copy)])
+    assert "dedup: 200 canonical, 0 duplicates (none)" in " ".join(result.output.split())
