@@ -1,4 +1,4 @@
-"""Build a store from CIF inputs: parallel, resumable, deterministic.
+"""Build a store from inputs (CIF files, staged upstream records): parallel, resumable, deterministic.
 
 Inputs are cut into shards of ``shard_size`` in input order; a shard's content depends only on its
 inputs and the settings, never on scheduling. A killed build re-run with the same inputs and
@@ -17,9 +17,10 @@ from pathlib import Path
 
 from crystal_data.graphs.config import GraphConfig
 from crystal_data.parallel import parallel_map
-from crystal_data.process import Processed, Rejected, process_cif
+from crystal_data.process import Processed, Rejected, process_cif, process_staged
 from crystal_data.progress import progress_bar
 from crystal_data.readers.cif_folder import CifInput, scan_cif_folder
+from crystal_data.staging import StagedInput
 from crystal_data.store import layout
 from crystal_data.store.atomic import atomic_write_json, remove
 from crystal_data.store.manifest import finalize_store
@@ -28,6 +29,9 @@ from crystal_data.symmetry import SymmetryConfig
 
 CHUNK_SIZE = 32
 """Inputs per task sent to a worker process."""
+
+BuildInput = CifInput | StagedInput | Rejected
+"""A CIF file, a staged upstream entry, or an entry rejected before the build (kept for the count)."""
 
 
 class BuildConflict(RuntimeError):
@@ -97,7 +101,7 @@ def build_from_cif_folder(
 
 
 def build_store(
-    inputs: Sequence[CifInput],
+    inputs: Sequence[BuildInput],
     out: str | Path,
     settings: BuildSettings,
     *,
@@ -141,10 +145,10 @@ def build_store(
     )
 
 
-def _plan(inputs: Sequence[CifInput], settings: BuildSettings, build_info: dict) -> dict:
+def _plan(inputs: Sequence[BuildInput], settings: BuildSettings, build_info: dict) -> dict:
     digest = hashlib.sha256()
     for item in inputs:
-        line = json.dumps([item.path, item.source_id, item.labels], sort_keys=True)
+        line = json.dumps(item.plan_key(), sort_keys=True)
         digest.update(line.encode() + b"\n")
     return {
         "inputs_sha256": digest.hexdigest(),
@@ -200,23 +204,28 @@ def _write(store: Path, index: int, outcomes: list[Processed | Rejected], settin
 
 
 def _process_task(
-    task: tuple[int, int, list[CifInput]], settings: BuildSettings
+    task: tuple[int, int, list[BuildInput]], settings: BuildSettings
 ) -> list[Processed | Rejected]:
     _, _, items = task
-    return [
-        process_cif(
-            item,
-            source=settings.source,
-            source_version=settings.source_version,
-            graph=settings.graph,
-            symmetry=settings.symmetry,
-        )
-        for item in items
-    ]
+    return [_process_one(item, settings) for item in items]
+
+
+def _process_one(item: BuildInput, settings: BuildSettings) -> Processed | Rejected:
+    if isinstance(item, Rejected):
+        return item
+    if isinstance(item, StagedInput):
+        return process_staged(item, graph=settings.graph, symmetry=settings.symmetry)
+    return process_cif(
+        item,
+        source=settings.source,
+        source_version=settings.source_version,
+        graph=settings.graph,
+        symmetry=settings.symmetry,
+    )
 
 
 def _run(
-    pending: list[int], shards: list[list[CifInput]], settings: BuildSettings, workers: int, advance
+    pending: list[int], shards: list[list[BuildInput]], settings: BuildSettings, workers: int, advance
 ) -> Iterator[tuple[int, list[Processed | Rejected]]]:
     """Yield (shard index, outcomes in input order) as shards complete."""
     tasks = [

@@ -85,6 +85,10 @@ def build(
         )
     except (BuildConflict, FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    _finish_build(report, dedup, workers, progress, plot)
+
+
+def _finish_build(report, dedup: bool, workers: int, progress: bool, plot: Path | None) -> None:
     resumed = (
         f", {report.shards_done_before} of {report.shards} shards were already done"
         if (report.shards_done_before)
@@ -96,6 +100,102 @@ def build(
 
         _run_dedup(report.store, DedupConfig(), [], workers, progress)
     _show(report.store, plot)
+
+
+def _log_to_stderr() -> None:
+    import logging
+
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=err)])
+
+
+@app.command()
+def fetch(
+    source: Annotated[
+        str, typer.Argument(help="mp, oqmd, oqmd-optimade, jarvis-dft-3d-2021 or jarvis-megnet.")
+    ],
+    raw: Annotated[Path, typer.Option("--raw", help="Landing folder; pages go to RAW/SOURCE/.")],
+    limit: Annotated[int | None, typer.Option(help="Stop after this many records.")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option(help="Base URL (a mirror, or a loopback server in tests).")
+    ] = None,
+    page_size: Annotated[int | None, typer.Option(help="Records per request (source default).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Requests per second at most.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight at most.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds before a request times out.")] = None,
+    retries: Annotated[int | None, typer.Option(help="Retries of a failed request.")] = None,
+    deprecated: Annotated[str, typer.Option(help="MP deprecated materials: exclude or include.")] = "exclude",
+    theoretical: Annotated[str, typer.Option(help="MP theoretical materials: keep or exclude.")] = "keep",
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="OQMD/OPTIMADE filter expression, passed through.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fetch a source into the raw landing zone; re-running resumes after the last complete page."""
+    from crystal_data.sources import get_source
+    from crystal_data.sources.base import FetchOptions
+    from crystal_data.sources.http import FetchError
+    from crystal_data.sources.landing import FetchConflict, RawZone
+    from crystal_data.sources.politeness import DEFAULTS, Politeness
+
+    _log_to_stderr()
+    try:
+        chosen = get_source(source)
+        base = DEFAULTS.get(source) or DEFAULTS.get(source.split("-")[0]) or Politeness()
+        politeness = base.with_(
+            requests_per_second=rate, concurrency=concurrency, timeout_s=timeout, max_retries=retries
+        )
+        extra = {"deprecated": deprecated, "theoretical": theoretical}
+        if filter_:
+            extra["filter"] = filter_
+        options = FetchOptions(endpoint, limit, politeness, page_size, progress, extra)
+        report = chosen.fetch(RawZone(raw, source), options)
+    except (FetchConflict, FetchError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc), code=1) from None
+    state = "complete" if report.complete else "stopped at --limit" if limit else "incomplete"
+    console.print(
+        f"{source}: {report.records:,} records in {report.pages:,} pages ({report.new_pages:,} new, "
+        f"{report.seconds:.1f} s); {state}; raw pages in {raw / source}"
+    )
+
+
+@app.command()
+def normalize(
+    raw: Annotated[Path, typer.Option("--raw", help="Landing folder written by fetch.")],
+    out: Annotated[Path, typer.Option("--out", help="Store folder to create (or resume).")],
+    source: Annotated[
+        list[str], typer.Option(help="Sources to include, in priority order; repeat (default: all).")
+    ] = [],  # noqa: B006 - typer needs a literal default
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,
+    shard_size: Annotated[int, typer.Option(help="Crystals per shard.")] = 2048,
+    symprec: Annotated[float, typer.Option(help="spglib distance tolerance (Å).")] = 0.1,
+    angle_tolerance: Annotated[float, typer.Option(help="spglib angle tolerance (degrees).")] = 5.0,
+    overwrite: Annotated[bool, typer.Option(help="Delete OUT first instead of resuming.")] = False,
+    dedup: Annotated[bool, typer.Option(help="Deduplicate the store after building it.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Also write a summary figure (PNG).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Turn fetched raw pages into a store (records, symmetry, graphs); never touches the network."""
+    from crystal_data.build import BuildConflict
+    from crystal_data.normalize import normalize as run_normalize
+    from crystal_data.symmetry import SymmetryConfig
+
+    _log_to_stderr()
+    try:
+        report = run_normalize(
+            raw,
+            out,
+            sources=source or None,
+            symmetry=SymmetryConfig(symprec=symprec, angle_tolerance=angle_tolerance),
+            shard_size=shard_size,
+            workers=workers,
+            overwrite=overwrite,
+            progress=progress,
+        )
+    except (BuildConflict, FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+    _finish_build(report, dedup, workers, progress, plot)
 
 
 @app.command()

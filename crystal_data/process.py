@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crystal_data.errors import RejectedInput
@@ -12,6 +13,8 @@ from crystal_data.graphs.neighbors import CrystalGraph, nearest_neighbor_graph
 from crystal_data.readers.cif import parse_cif
 from crystal_data.readers.cif_folder import CifInput
 from crystal_data.record import CrystalRecord, check_structure
+from crystal_data.sources.base import RawRejection
+from crystal_data.staging import StagedInput, read_staged
 from crystal_data.symmetry import SymmetryConfig, SymmetryResult, analyze_symmetry
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -33,13 +36,19 @@ class Rejected:
     source_id: str
     code: str
     reason: str
+    source: str | None = None
+    """``None``: the build's source."""
+
+    def plan_key(self) -> list:
+        return [self.input, self.source_id, self.code]
 
 
 def process_cif(
     item: CifInput, *, source: str, source_version: str, graph: GraphConfig, symmetry: SymmetryConfig
 ) -> Processed | Rejected:
     """Never raises for bad data: every failure becomes a :class:`Rejected` naming the reason."""
-    try:
+
+    def run() -> Processed:
         size = os.path.getsize(item.path)
         if size > MAX_FILE_BYTES:
             raise RejectedInput("file_too_large", f"{size} bytes (limit {MAX_FILE_BYTES})")
@@ -56,14 +65,37 @@ def process_cif(
             labels=item.labels,
         )
         return process_record(record, graph=graph, symmetry=symmetry, parser=parsed.parser)
+
+    return _guarded(run, item.path, item.source_id, None)
+
+
+def process_staged(
+    item: StagedInput, *, graph: GraphConfig, symmetry: SymmetryConfig
+) -> Processed | Rejected:
+    """A staged upstream entry (see :mod:`crystal_data.staging`); never raises for bad data."""
+    staged = read_staged(item)
+    if isinstance(staged, RawRejection):
+        return Rejected(staged.origin, staged.source_id, staged.code, staged.reason, staged.source)
+
+    def run() -> Processed:
+        return process_record(staged, graph=graph, symmetry=symmetry, parser="staged")
+
+    return _guarded(run, staged.origin, staged.source_id, staged.source)
+
+
+def _guarded(
+    run: Callable[[], Processed], where: str, source_id: str, source: str | None
+) -> Processed | Rejected:
+    try:
+        return run()
     except RejectedInput as exc:
-        return Rejected(item.path, item.source_id, exc.code, exc.reason)
+        return Rejected(where, source_id, exc.code, exc.reason, source)
     except FileNotFoundError:
-        return Rejected(item.path, item.source_id, "missing_file", "file not found")
+        return Rejected(where, source_id, "missing_file", "file not found", source)
     except OSError as exc:
-        return Rejected(item.path, item.source_id, "unreadable", f"{type(exc).__name__}: {exc}")
-    except Exception as exc:  # a bug or a library crash on one file must not stop an 800K build
-        return Rejected(item.path, item.source_id, "internal_error", f"{type(exc).__name__}: {exc}"[:500])
+        return Rejected(where, source_id, "unreadable", f"{type(exc).__name__}: {exc}", source)
+    except Exception as exc:  # a bug or a library crash on one input must not stop an 800K build
+        return Rejected(where, source_id, "internal_error", f"{type(exc).__name__}: {exc}"[:500], source)
 
 
 def process_record(

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress_bar(enabled: bool, total: int, label: str) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; a rich progress bar on the terminal when enabled."""
+def progress_bar(enabled: bool, total: int | None, label: str) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; a rich progress bar on the terminal when enabled (``total=None``: unknown)."""
     if not enabled or total == 0:
         yield lambda n: None
         return

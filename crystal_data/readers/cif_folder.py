@@ -30,6 +30,10 @@ class CifInput:
     source_id: str
     labels: dict[str, float | None] = field(default_factory=dict)
 
+    def plan_key(self) -> list:
+        """Identity in a build plan."""
+        return [self.path, self.source_id, self.labels]
+
 
 @dataclass(frozen=True)
 class CifFolder:

@@ -64,6 +64,15 @@ def update_manifest(store: Path, sections: dict, changed: list[str], tmp_root: P
     return manifest
 
 
+def _count_sources(sources: dict[str, dict], table) -> None:
+    """Add a shard's records per source (and the versions seen) to ``sources``."""
+    counts = table.group_by(["source", "source_version"]).aggregate([([], "count_all")])
+    for row in counts.to_pylist():
+        entry = sources.setdefault(row["source"], {"versions": set(), "records": 0})
+        entry["versions"].add(row["source_version"])
+        entry["records"] += row["count_all"]
+
+
 def finalize_store(store: Path, plan: dict, settings, num_shards: int) -> dict:
     """Merge per-shard rejections, write the manifest (last, atomically), drop the build area.
     Returns the counts."""
@@ -78,12 +87,14 @@ def finalize_store(store: Path, plan: dict, settings, num_shards: int) -> dict:
         layout.tmp_dir(store),
     )
     shards, parsers = [], {}
+    sources: dict[str, dict] = {}
     totals = {"records": 0, "nodes": 0, "edges": 0}
     graph_hash = settings.graph.hash
     for k in range(num_shards):
         records_file = pq.ParquetFile(layout.records_path(store, k))
         group = zarr.open_group(layout.graphs_path(store, graph_hash, k), mode="r")
         meta = records_file.schema_arrow.metadata or {}
+        _count_sources(sources, records_file.read(columns=["source", "source_version"]))
         for name, count in json.loads(meta.get(b"crystal_data.parsers", b"{}")).items():
             parsers[name] = parsers.get(name, 0) + count
         shard = {
@@ -108,7 +119,10 @@ def finalize_store(store: Path, plan: dict, settings, num_shards: int) -> dict:
     manifest = {
         "format": STORE_FORMAT,
         "schema_version": SCHEMA_VERSION,
-        "sources": {settings.source: {"version": settings.source_version, "records": counts["records"]}},
+        "sources": {
+            name: {"version": ", ".join(sorted(entry["versions"])), "records": entry["records"]}
+            for name, entry in sorted(sources.items())
+        },
         "labels": dict(settings.label_units),
         "symmetry": settings.symmetry.to_dict(),
         "graphs": {graph_hash: settings.graph.to_dict()},

@@ -93,7 +93,7 @@ def records_table(
 def rejected_table(rejected: Sequence[Rejected], source: str) -> pa.Table:
     columns = {
         "input": [r.input for r in rejected],
-        "source": [source] * len(rejected),
+        "source": [r.source or source for r in rejected],
         "source_id": [r.source_id for r in rejected],
         "reason_code": [r.code for r in rejected],
         "reason": [r.reason for r in rejected],
