@@ -31,6 +31,7 @@ class Request:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    """Names in lower case."""
     base_url: str
 
     def int_param(self, name: str, default: int) -> int:
@@ -73,7 +74,7 @@ class Upstream:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self) -> Upstream:
         self._thread.start()
@@ -119,7 +120,8 @@ class Upstream:
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
                 host = self.headers.get("Host", "")
-                request = Request("GET", parts.path, query, dict(self.headers.items()), f"http://{host}")
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                request = Request("GET", parts.path, query, headers, f"http://{host}")
                 with upstream._lock:
                     upstream.requests.append(request)
                 fault = upstream._take_fault(request)

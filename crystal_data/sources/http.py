@@ -115,7 +115,10 @@ def with_retries(
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, httpx.HTTPStatusError):
-        text = exc.response.text[:200].replace("\n", " ")
+        try:
+            text = exc.response.text[:200].replace("\n", " ")
+        except httpx.ResponseNotRead:  # a streamed response: the status is all we have
+            text = ""
         return f"HTTP {exc.response.status_code} {text}".strip()
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
