@@ -146,8 +146,12 @@ def fetch(
         politeness = base.with_(
             requests_per_second=rate, concurrency=concurrency, timeout_s=timeout, max_retries=retries
         )
-        extra = {"deprecated": deprecated, "theoretical": theoretical}
+        extra: dict[str, str] = {}
+        if source == "mp":
+            extra = {"deprecated": deprecated, "theoretical": theoretical}
         if filter_:
+            if not source.startswith("oqmd"):
+                raise ValueError(f"--filter applies to oqmd and oqmd-optimade, not {source}")
             extra["filter"] = filter_
         options = FetchOptions(endpoint, limit, politeness, page_size, progress, extra)
         report = chosen.fetch(RawZone(raw, source), options)

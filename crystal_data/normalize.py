@@ -3,6 +3,7 @@
 Sources are taken in the order given (default: the landing folder's sources in name order). A uid
 that an earlier source already gave (the same OQMD entry through REST and OPTIMADE) is kept once and
 the later copy is rejected as ``duplicate_uid``, so records + rejected = upstream entries still holds.
+Entries the parser rejected keep their own reason and claim no uid.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ def normalize(
         staged = stage_source(source, zone, progress)
         for item in staged.inputs:
             uid = make_uid(source.record_source, item.source_id)
-            if uid in given_by:
+            if item.rejected:  # already a rejection with its own reason; it claims no uid
+                inputs.append(item)
+            elif uid in given_by:
                 where = f"{item.part}#{item.row}"
                 reason = f"{uid} was already given by {given_by[uid]}"
                 inputs.append(Rejected(where, item.source_id, "duplicate_uid", reason, source.record_source))

@@ -30,7 +30,7 @@ from crystal_data.sources.landing import RawZone
 from crystal_data.store.atomic import atomic_write, atomic_write_json, remove
 from crystal_data.store.manifest import file_sha256
 
-STAGING_VERSION = 1
+STAGING_VERSION = 2
 PART_ROWS = 4096
 
 
@@ -42,6 +42,8 @@ class StagedInput:
     part_sha256: str
     row: int
     source_id: str
+    rejected: bool = False
+    """The parser already rejected this entry (the row holds the reason, not a record)."""
 
     def plan_key(self) -> list:
         """Identity in a build plan: content, not location."""
@@ -96,8 +98,10 @@ def _inputs(folder: Path, parts: list[dict]) -> list[StagedInput]:
     inputs = []
     for part in parts:
         path = str(folder / part["name"])
-        ids = part["source_ids"]
-        inputs.extend(StagedInput(path, part["sha256"], row, sid) for row, sid in enumerate(ids))
+        ids, rejected = part["source_ids"], set(part["rejected_rows"])
+        inputs.extend(
+            StagedInput(path, part["sha256"], row, sid, row in rejected) for row, sid in enumerate(ids)
+        )
     return inputs
 
 
@@ -118,7 +122,14 @@ def _write_part(
 
     atomic_write(path, write, tmp)
     ids = table.column("source_id").to_pylist()
-    return {"name": path.name, "sha256": file_sha256(path), "rows": table.num_rows, "source_ids": ids}
+    rejected = [k for k, code in enumerate(table.column("reject_code").to_pylist()) if code is not None]
+    return {
+        "name": path.name,
+        "sha256": file_sha256(path),
+        "rows": table.num_rows,
+        "source_ids": ids,
+        "rejected_rows": rejected,
+    }
 
 
 def staged_table(

@@ -196,7 +196,7 @@ def test_dft_3d_records_in_json_order_with_exact_values(server, tmp_path):
     zone, report = fetch(DFT, tmp_path, server.url)
     assert (report.pages, report.records, report.new_pages, report.complete) == (1, 6, 1, True)
     items = list(jarvis.SOURCES[DFT].records(zone))
-    origin = f"{zone.file_path('jdft_3d-8-18-2021.json.zip')}#"
+    origin = "jarvis-dft-3d-2021/files/jdft_3d-8-18-2021.json.zip#"  # relative to the landing folder
     ids = ["JVASP-1002", "JVASP-1195", "JVASP-5000", "JVASP-6000", "JVASP-7000", f"<no jid at {origin}5>"]
     assert [i.source_id for i in items] == ids
     si, zno, nacl, bad, unknown, anonymous = items

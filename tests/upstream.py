@@ -112,6 +112,7 @@ class Upstream:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out separately: no 40 ms delayed-ACK stall
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass

@@ -73,12 +73,16 @@ def retry_after_seconds(value: str | None) -> float | None:
             return None
 
 
+MAX_RETRY_AFTER_S = 900.0
+"""A ``Retry-After`` longer than this is not waited out in full (a broken or hostile server)."""
+
+
 def backoff_delay(attempt: int, politeness: Politeness, retry_after: float | None = None) -> float:
-    """Full-jitter exponential backoff, at least the server's ``Retry-After`` (capped at the max)."""
+    """Full-jitter exponential backoff; the server's ``Retry-After`` wins when it is longer."""
     ceiling = min(politeness.backoff_max_s, politeness.backoff_s * 2**attempt)
     delay = random.uniform(ceiling / 2, ceiling)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, politeness.backoff_max_s))
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
     return delay
 
 

@@ -209,7 +209,7 @@ def _records(name: str, zone: RawZone) -> Iterator[CrystalRecord | RawRejection]
     entry = REGISTRY[name]
     record_source = SOURCES[name].record_source
     entries = _load_entries(zone, entry)
-    path = zone.file_path(entry.file_name)
+    path = zone.file_path(entry.file_name).relative_to(zone.root).as_posix()
     for k in range(len(entries)):
         item, entries[k] = entries[k], None  # let each parsed entry go once it is yielded
         origin = f"{path}#{k}"

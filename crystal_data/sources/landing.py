@@ -78,7 +78,7 @@ class RawZone:
     def claim(self, spec: dict, overwrite: bool = False) -> None:
         """Start or resume a fetch of ``spec``; a folder holding another fetch is a conflict."""
         path = self.dir / "fetch.json"
-        spec = {"source": self.source, **spec}
+        spec = json.loads(json.dumps({"source": self.source, **spec}))  # compare as stored (no tuples)
         if path.exists() and not overwrite:
             current = json.loads(path.read_text())
             if current != spec:

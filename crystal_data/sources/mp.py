@@ -57,6 +57,9 @@ class MissingApiKey(RuntimeError):
 
 def policy_of(options: FetchOptions) -> dict[str, str]:
     """The deprecated/theoretical policy from ``options.extra`` (defaults: exclude, keep)."""
+    unknown = set(options.extra) - {*POLICIES, "api_key"}
+    if unknown:
+        raise ValueError(f"MP takes no option {sorted(unknown)}; its options are {sorted(POLICIES)}")
     policy = {"deprecated": "exclude", "theoretical": "keep"}
     for name, allowed in POLICIES.items():
         value = options.extra.get(name, policy[name])
@@ -173,8 +176,9 @@ def records(zone: RawZone) -> Iterator[CrystalRecord | RawRejection]:
     seen: set[str] = set()
     for page in zone.pages():
         docs = page.json()["data"]
+        name = page.body_path.relative_to(zone.root).as_posix()
         for k, doc in enumerate(docs):
-            origin = f"{page.body_path}#{k}"
+            origin = f"{name}#{k}"
             source_id = str(doc.get("material_id") or f"<no material_id at {origin}>")
             if source_id in seen:
                 continue

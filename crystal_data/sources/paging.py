@@ -146,6 +146,7 @@ def fetch_pages(
                 break
             if count < requested:  # capped by the server: what we asked for next starts too late
                 _drop(window)
+                page_size = count
             offset += count
         _drop(window)
     if complete:

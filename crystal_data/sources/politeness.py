@@ -12,7 +12,7 @@ class Politeness:
     """Per-source limits. ``requests_per_second`` caps request starts across all threads;
     ``concurrency`` caps requests in flight; failed requests (429, 5xx, dropped connections,
     timeouts, truncated bodies) are retried ``max_retries`` times with jittered exponential backoff
-    between ``backoff_s`` and ``backoff_max_s`` (a 429's ``Retry-After`` wins when it is longer)."""
+    up to ``backoff_max_s`` (a 429's ``Retry-After`` wins when it is longer, up to 15 minutes)."""
 
     requests_per_second: float = 2.0
     concurrency: int = 2
