@@ -112,7 +112,7 @@ def full_entry(
         "formationenergy_id": 4000000 + k,
         "duplicate_entry_id": entry_id - 7 if k % 10 == 9 else entry_id,
         "composition": " ".join(f"{el}{n}" for el, n in sorted(counts.items())),
-        "composition_generic": "".join("ABCDE"[i] for i in range(len(counts))),
+        "composition_generic": "".join("ABCDEFGHIJ"[i] for i in range(len(counts))),
         "prototype": prototype,
         "spacegroup": spacegroup,
         "volume": round(abs(float(np.linalg.det(lattice))), 4),
