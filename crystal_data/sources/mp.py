@@ -97,7 +97,8 @@ def fetch(zone: RawZone, options: FetchOptions) -> FetchReport:
     policy = policy_of(options)
     criteria = criteria_of(policy)
     page_size = options.page_size or PAGE_SIZE
-    zone.claim({"endpoint": endpoint, "fields": list(FIELDS), "policy": policy, "page_size": page_size})
+    # not the page size: offsets are absolute, so a fetch may resume with another one
+    zone.claim({"endpoint": endpoint, "fields": list(FIELDS), "policy": policy})
     secrets = (key,)
 
     def connect() -> MPRester:
