@@ -3,10 +3,13 @@
 >>> import crystal_data
 >>> store = crystal_data.open("demo-store")
 >>> store[0].edge_index.shape
+>>> train = crystal_data.load("jarvis", split="train", target="formation_energy_peratom")
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from crystal_data.dataset import CrystalDataset
+from crystal_data.loading import load
 from crystal_data.record import CrystalRecord
 from crystal_data.store import CrystalGraphSample, Store, open_store, verify_store
 
@@ -18,9 +21,11 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "CrystalDataset",
     "CrystalGraphSample",
     "CrystalRecord",
     "Store",
+    "load",
     "open",
     "open_store",
     "verify_store",

@@ -295,5 +295,52 @@ def demo(
     _show(out, out.with_name(out.name + "-summary.png"))
 
 
+@app.command("load")
+def load_dataset(
+    name: Annotated[str, typer.Argument(help="jarvis, mp2018, oqmd-exp, untagged-800k, or a store path.")],
+    target: Annotated[str | None, typer.Option(help="Target label (upstream name); none: list them.")] = None,
+    scheme: Annotated[
+        str | None, typer.Option(help="alignn (the paper's), 20-10-70, 40-10-50, 60-10-30, A-B-C, nA-B-C.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Reseed the split (default 123).")] = None,
+    offline: Annotated[
+        bool, typer.Option(help="Never touch the network (also $CRYSTAL_DATA_OFFLINE).")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Worker processes for a build.")] = os.cpu_count() or 1,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Download, build and split a dataset once (later runs read the cache); print its split sizes."""
+    from crystal_data.datasets import CorruptSplit, DatasetNotAvailable
+    from crystal_data.datasets.split_files import split_file
+    from crystal_data.loading import load
+
+    _log_to_stderr()
+    options = dict(seed=seed, offline=offline or None, workers=workers, progress=progress)
+    try:
+        everything = load(name, "all", target, **options)
+        if target is None:
+            targets = ", ".join(everything.store.label_units) or "none"
+            console.print(
+                f"{name}: {len(everything):,} crystals in {everything.store_path}; targets: {targets}"
+            )
+            return
+        splits = {
+            split: load(name, split, target, scheme=scheme, **options) for split in ("train", "val", "test")
+        }
+    except (DatasetNotAvailable, CorruptSplit, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc), code=1) from None
+    train = splits["train"]
+    sizes = " / ".join(f"{split} {len(ds):,}" for split, ds in splits.items())
+    missing = sum(len(ds.missing) for ds in splits.values())
+    console.print(
+        f"{name} {target} ({everything.unit}): {len(everything):,} with the target; split "
+        f"{train.scheme.name} (seed {train.scheme.seed}): {sizes}"
+        + (f"; {missing:,} split entries are not in the store (rejected by the build)" if missing else "")
+    )
+    console.print(
+        f"store {train.store_path}; split file {train.store_path / split_file(target, train.scheme)}"
+    )
+
+
 if __name__ == "__main__":
     app()
