@@ -10,14 +10,21 @@ from dataclasses import asdict, dataclass
 class DedupConfig:
     """``ltol``/``stol``/``angle_tol``: pymatgen ``StructureMatcher`` tolerances, the Materials Project
     settings (with ``primitive_cell`` and ``scale`` on). ``symprec``/``angle_tolerance``: spglib
-    tolerances of the exact fingerprint. ``priority``: sources in the order that decides which member
-    of a group is canonical; unlisted sources follow in name order, then the lowest id wins."""
+    tolerances of the standardised cells (tiers 1 and 2). ``cell_ltol``/``cell_stol``/``cell_angle_tol``:
+    tier 2's tolerances on the standardised cells, the same quantities as the matcher's (fractional
+    lengths at equal volume, sites as a fraction of (volume per site)^(1/3), degrees), ten, ten and
+    five times tighter, so a tier-2 match is one the matcher would make. ``priority``: sources in the
+    order that decides which member of a group is canonical; unlisted sources follow in name order,
+    then the lowest id wins."""
 
     ltol: float = 0.2
     stol: float = 0.3
     angle_tol: float = 5.0
     symprec: float = 0.1
     angle_tolerance: float = 5.0
+    cell_ltol: float = 0.02
+    cell_stol: float = 0.03
+    cell_angle_tol: float = 1.0
     priority: tuple[str, ...] = ("mp", "oqmd")
 
     def to_dict(self) -> dict:

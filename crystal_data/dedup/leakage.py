@@ -2,15 +2,15 @@
 benchmark), so a pretraining corpus can exclude them.
 
 Candidates are found exactly as in deduplication (same reduced formula and space group); a match is
-an equal fingerprint or a ``StructureMatcher`` fit against any crystal of that bucket in the other
-store. Work units are the corpus shards, run in parallel and resumable.
+an equal fingerprint, standardised cells equal within the tier-2 tolerances, or a ``StructureMatcher``
+fit (after the same pre-filter) against any crystal of that bucket in the other store. Work units are
+the corpus shards, run in parallel and resumable.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crystal_data.dedup.config import DedupConfig
-from crystal_data.dedup.fingerprint import structure_fingerprint
-from crystal_data.dedup.grouping import Member, make_matcher
+from crystal_data.dedup.grouping import Candidate, Member, Tally, find_match, make_matcher
 from crystal_data.parallel import run_units
 from crystal_data.store import layout
 from crystal_data.store.atomic import atomic_write, atomic_write_json, remove
@@ -67,8 +66,9 @@ class LeakReport:
     seconds: float
 
 
-_REFERENCE: defaultdict[tuple, list[tuple[str, Member]]] = defaultdict(list)
-_FINGERPRINTS: dict[str, str | None] = {}
+_REFERENCE: defaultdict[tuple, list[tuple[str, Candidate]]] = defaultdict(list)
+"""Per worker: the reference crystals by candidate bucket, with the store each comes from; their
+derived forms (standardised and reduced cells) are computed on first use and kept."""
 
 
 def find_leaks(
@@ -107,7 +107,7 @@ def find_leaks(
         progress=progress,
         label="leakage",
         initializer=_load_references,
-        initargs=(tuple(str(p) for p in references),),
+        initargs=(tuple(str(p) for p in references), config),
     )
     schemas = [pq.read_schema(p).metadata for p in parts]
     tables = [LEAKAGE_SCHEMA.empty_table()] + [pq.read_table(p).replace_schema_metadata(None) for p in parts]
@@ -126,10 +126,9 @@ def find_leaks(
                       time.perf_counter() - start)  # fmt: skip
 
 
-def _load_references(paths: tuple[str, ...]) -> None:
+def _load_references(paths: tuple[str, ...], config: DedupConfig) -> None:
     """Worker initializer: every reference crystal, indexed by candidate bucket."""
     _REFERENCE.clear()
-    _FINGERPRINTS.clear()
     for path in paths:
         manifest = json.loads((Path(path) / layout.MANIFEST).read_text())
         for shard in manifest["shards"]:
@@ -137,7 +136,7 @@ def _load_references(paths: tuple[str, ...]) -> None:
                 Path(path) / layout.RECORDS_DIR / f"{shard['name']}.parquet", columns=COLUMNS
             )
             for member, key in _members(table):
-                _REFERENCE[key].append((path, member))
+                _REFERENCE[key].append((path, Candidate(member, config)))
 
 
 def _members(table: pa.Table):
@@ -155,51 +154,37 @@ def _members(table: pa.Table):
         yield member, (columns["formula"][row], columns["spacegroup_number"][row])
 
 
-def _fingerprint(member: Member, config: DedupConfig) -> str | None:
-    if member.uid not in _FINGERPRINTS:
-        _FINGERPRINTS[member.uid] = structure_fingerprint(
-            member.lattice, member.frac_coords, member.atomic_numbers, config.symprec, config.angle_tolerance
-        )
-    return _FINGERPRINTS[member.uid]
-
-
 def _check_shard(unit: ShardUnit) -> pa.Table:
-    from crystal_data.convert import to_structure
-
     table = pq.read_table(unit.records, columns=COLUMNS)
     matcher = make_matcher(unit.config)
-    rows, candidates, fit_calls = [], 0, 0
+    rows, candidates = [], 0
+    tally = Tally()
     for member, key in _members(table):
         reference = _REFERENCE.get(key)
         if not reference:
             continue
         candidates += 1
+        candidate = Candidate(member, unit.config)
+        store_of = {ref: store_path for store_path, ref in reference}
+        refs = [ref for _, ref in reference]
         found = None
-        fingerprint = structure_fingerprint(
-            member.lattice,
-            member.frac_coords,
-            member.atomic_numbers,
-            unit.config.symprec,
-            unit.config.angle_tolerance,
-        )
-        for store_path, ref in reference:
-            if fingerprint is not None and fingerprint == _fingerprint(ref, unit.config):
-                found = (store_path, ref.uid, "fingerprint", None)
-                break
-        if found is None:
-            structure = to_structure(member)
-            for store_path, ref in reference:
-                fit_calls += 1
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    ref_structure = to_structure(ref)
-                    if matcher.fit(ref_structure, structure):
-                        rms = float(matcher.get_rms_dist(ref_structure, structure)[0])
-                        found = (store_path, ref.uid, "structure_matcher", rms)
-                        break
-        if found is not None:
-            rows.append(
-                dict(zip(LEAKAGE_SCHEMA.names, (member.uid, member.source, member.source_id, *found)))
+        if candidate.fingerprint is not None:
+            found = next(
+                ((ref, "fingerprint", None) for ref in refs if ref.fingerprint == candidate.fingerprint), None
             )
+        found = found or find_match(candidate, refs, matcher, tally)
+        if found is not None:
+            ref, method, rms = found
+            values = (
+                member.uid,
+                member.source,
+                member.source_id,
+                store_of[ref],
+                ref.member.uid,
+                method,
+                rms,
+            )
+            rows.append(dict(zip(LEAKAGE_SCHEMA.names, values)))
     out = pa.Table.from_pylist(rows, schema=LEAKAGE_SCHEMA)
-    return out.replace_schema_metadata({"candidates": str(candidates), "fit_calls": str(fit_calls)})
+    metadata = {"candidates": str(candidates), "fit_calls": str(tally.fit_calls)}
+    return out.replace_schema_metadata(metadata)

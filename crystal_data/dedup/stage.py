@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from crystal_data.dedup.config import DedupConfig
-from crystal_data.dedup.grouping import Match, Member, group_bucket, make_matcher
+from crystal_data.dedup.grouping import Match, Member, Tally, group_bucket, make_matcher
 from crystal_data.parallel import run_units
 from crystal_data.schema import make_uid
 from crystal_data.store import layout
@@ -48,8 +48,9 @@ DUPLICATES_SCHEMA = pa.schema(
         pa.field("rms_distance", pa.float64()),
     ]
 )
-"""``method``: ``source_duplicate`` (the source's own pointer), ``fingerprint`` (tier 1) or
-``structure_matcher`` (tier 3, with its normalised RMS displacement)."""
+"""``method``: ``source_duplicate`` (the source's own pointer), ``fingerprint`` (tier 1),
+``standard_cell`` (tier 2) or ``structure_matcher`` (tier 3); tiers 2 and 3 with their normalised RMS
+displacement."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,11 @@ def deduplicate_store(
     ]
     matches = _add_source_duplicates(pa.concat_tables(tables), meta, pointer_root)
     matches = matches.sort_by([("canonical_uid", "ascending"), ("member_uid", "ascending")])
-    fit_calls = sum(int(pq.read_schema(p).metadata[b"fit_calls"]) for p in parts)
+    tally = Tally()
+    for p in parts:
+        metadata = pq.read_schema(p).metadata
+        tally.add(Tally(int(metadata[b"fit_calls"]), Counter(json.loads(metadata[b"skipped"]))))
+    fit_calls = tally.fit_calls
 
     atomic_write(
         store / layout.DUPLICATES, lambda p: pq.write_table(matches, p, compression="zstd"), work / "tmp"
@@ -121,6 +126,7 @@ def deduplicate_store(
         "multi_member_buckets": len(multi),
         "fingerprints": sum(len(rows) for rows in multi.values()),
         "fit_calls": fit_calls,
+        "fits_skipped_by_prefilter": {reason: tally.skipped[reason] for reason in sorted(tally.skipped)},
         "all_pairs_within_formula": int(sum(n * (n - 1) // 2 for n in formula_sizes)),
         "all_pairs_within_buckets": int(sum(len(r) * (len(r) - 1) // 2 for r in multi.values())),
     }
@@ -231,7 +237,8 @@ def _partition(store: Path, manifest: dict, meta: dict, multi: dict, units: list
 
 
 def _run_unit(unit: Unit) -> pa.Table:
-    """Group every bucket of one unit; the table's metadata carries the number of fit calls."""
+    """Group every bucket of one unit; the table's metadata carries the fit calls and the skipped
+    pairs."""
     with ipc.open_file(unit.spill) as reader:
         table = reader.read_all()
     lattices = np.asarray(table.column("lattice").combine_chunks().flatten().flatten()).reshape(-1, 3, 3)
@@ -246,13 +253,15 @@ def _run_unit(unit: Unit) -> pa.Table:
         )
     matcher = make_matcher(unit.config)
     matches: list[Match] = []
-    fit_calls = 0
+    tally = Tally()
     for bucket in sorted(by_bucket):
         result = group_bucket(by_bucket[bucket], unit.config, matcher)
         matches.extend(result.matches)
-        fit_calls += result.fit_calls
+        tally.add(result.tally)
     out = _matches_table(matches)
-    return out.replace_schema_metadata({"fit_calls": str(fit_calls)})
+    return out.replace_schema_metadata(
+        {"fit_calls": str(tally.fit_calls), "skipped": json.dumps(dict(tally.skipped))}
+    )
 
 
 def _matches_table(matches: list[Match]) -> pa.Table:
