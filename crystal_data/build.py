@@ -112,36 +112,108 @@ def build_store(
 ) -> BuildReport:
     """Process ``inputs`` into a store at ``out``; resume an unfinished build of the same plan."""
     start = time.perf_counter()
+    plan = prepare_build(inputs, out, settings, overwrite=overwrite, build_info=build_info)
+    if isinstance(plan, BuildReport):
+        return plan
+    pending = plan.pending()
+    shards = {k: plan.shard(k) for k in pending}
+    with progress_bar(progress, sum(len(s) for s in shards.values()), "crystals") as advance:
+        for index, outcomes in _run(pending, shards, settings, workers, advance):
+            _write(plan.store, index, outcomes, settings)
+    return finish_build(plan, len(pending), time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """A claimed, unfinished build: what the store will hold and how its inputs are cut into shards.
+    Shards can be built in any order, anywhere that sees the store folder (:func:`build_shard`)."""
+
+    store: Path
+    settings: BuildSettings
+    plan: dict
+    inputs: Sequence[BuildInput]
+
+    @property
+    def num_shards(self) -> int:
+        return max(1, -(-len(self.inputs) // self.settings.shard_size))
+
+    @property
+    def key(self) -> str:
+        """A digest of the plan (inputs and settings): equal keys build equal stores."""
+        return hashlib.sha256(json.dumps(self.plan, sort_keys=True).encode()).hexdigest()
+
+    def shard(self, index: int) -> list[BuildInput]:
+        size = self.settings.shard_size
+        return list(self.inputs[index * size : (index + 1) * size])
+
+    def pending(self) -> list[int]:
+        return [k for k in range(self.num_shards) if not layout.records_path(self.store, k).exists()]
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    index: int
+    records: int
+    rejected: int
+    skipped: bool
+    """The shard was already committed (a resumed build)."""
+
+
+def prepare_build(
+    inputs: Sequence[BuildInput],
+    out: str | Path,
+    settings: BuildSettings,
+    *,
+    overwrite: bool = False,
+    build_info: dict | None = None,
+) -> BuildPlan | BuildReport:
+    """Claim ``out`` for a build of ``inputs`` (or find it unfinished, to resume). Returns the report
+    of the finished store instead when ``out`` already holds exactly this build."""
     store = Path(out)
     if overwrite:
         remove(store)
-    plan = _plan(inputs, settings, build_info or {})
-    num_shards = max(1, -(-len(inputs) // settings.shard_size))
-    if _already_built(store, plan):
-        manifest = json.loads((store / layout.MANIFEST).read_text())
-        counts = manifest["counts"]
-        return BuildReport(
-            store, counts["inputs"], counts["records"], counts["rejected"], num_shards, num_shards, 0.0
-        )
-    _claim(store, plan)
-    remove(layout.tmp_dir(store))
+    plan = BuildPlan(store, settings, _plan(inputs, settings, build_info or {}), inputs)
+    if _already_built(store, plan.plan):
+        counts = json.loads((store / layout.MANIFEST).read_text())["counts"]
+        n = plan.num_shards
+        return BuildReport(store, counts["inputs"], counts["records"], counts["rejected"], n, n, 0.0)
+    _claim(store, plan.plan)
+    remove(layout.tmp_dir(store))  # leftovers of a killed run; nothing is writing yet
+    return plan
 
-    shards = [
-        list(inputs[k * settings.shard_size : (k + 1) * settings.shard_size]) for k in range(num_shards)
-    ]
-    pending = [k for k in range(num_shards) if not layout.records_path(store, k).exists()]
-    with progress_bar(progress, sum(len(shards[k]) for k in pending), "crystals") as advance:
-        for index, outcomes in _run(pending, shards, settings, workers, advance):
-            _write(store, index, outcomes, settings)
-    counts = finalize_store(store, plan, settings, num_shards)
+
+def build_shard(
+    store: str | Path, index: int, inputs: Sequence[BuildInput], settings: BuildSettings, *, workers: int = 1
+) -> ShardReport:
+    """Build and commit shard ``index`` of a prepared build from its ``inputs`` (``plan.shard(index)``);
+    a shard already committed is left as it is. Safe to run in another process or on another host
+    that sees ``store``."""
+    store = Path(store)
+    if layout.records_path(store, index).exists():
+        return ShardReport(index, 0, 0, skipped=True)
+    outcomes: list[Processed | Rejected] = []
+    for _, shard_outcomes in _run([index], {index: list(inputs)}, settings, workers, lambda n: None):
+        outcomes = shard_outcomes
+    _write(store, index, outcomes, settings)
+    rejected = sum(isinstance(o, Rejected) for o in outcomes)
+    return ShardReport(index, len(outcomes) - rejected, rejected, skipped=False)
+
+
+def finish_build(plan: BuildPlan, shards_built: int | None = None, seconds: float = 0.0) -> BuildReport:
+    """Merge rejections and write the manifest once every shard is committed."""
+    missing = plan.pending()
+    if missing:
+        raise RuntimeError(f"{plan.store}: shards {missing[:10]} are not built yet")
+    counts = finalize_store(plan.store, plan.plan, plan.settings, plan.num_shards)
+    built = plan.num_shards if shards_built is None else shards_built
     return BuildReport(
-        store,
+        plan.store,
         counts["inputs"],
         counts["records"],
         counts["rejected"],
-        num_shards,
-        num_shards - len(pending),
-        time.perf_counter() - start,
+        plan.num_shards,
+        plan.num_shards - built,
+        seconds,
     )
 
 
@@ -225,7 +297,7 @@ def _process_one(item: BuildInput, settings: BuildSettings) -> Processed | Rejec
 
 
 def _run(
-    pending: list[int], shards: list[list[BuildInput]], settings: BuildSettings, workers: int, advance
+    pending: list[int], shards: dict[int, list[BuildInput]], settings: BuildSettings, workers: int, advance
 ) -> Iterator[tuple[int, list[Processed | Rejected]]]:
     """Yield (shard index, outcomes in input order) as shards complete."""
     tasks = [

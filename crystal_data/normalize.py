@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from crystal_data.build import BuildInput, BuildReport, BuildSettings, build_store
@@ -22,6 +23,15 @@ from crystal_data.staging import stage_source, zone_digest
 from crystal_data.symmetry import SymmetryConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StagedBuild:
+    """Everything a build of the landing folder needs: inputs in order, settings, provenance."""
+
+    inputs: list[BuildInput]
+    settings: BuildSettings
+    build_info: dict
 
 
 def normalize(
@@ -37,6 +47,30 @@ def normalize(
     progress: bool = True,
 ) -> BuildReport:
     """Build the store ``out`` from the fetched sources in the landing folder ``raw``."""
+    staged = stage_raw(
+        raw, sources=sources, graph=graph, symmetry=symmetry, shard_size=shard_size, progress=progress
+    )
+    return build_store(
+        staged.inputs,
+        out,
+        staged.settings,
+        workers=workers,
+        overwrite=overwrite,
+        progress=progress,
+        build_info=staged.build_info,
+    )
+
+
+def stage_raw(
+    raw: str | Path,
+    *,
+    sources: Sequence[str] | None = None,
+    graph: GraphConfig | None = None,
+    symmetry: SymmetryConfig | None = None,
+    shard_size: int = 2048,
+    progress: bool = True,
+) -> StagedBuild:
+    """Stage every source of the landing folder ``raw`` (see the module docstring)."""
     names = list(sources) if sources else raw_sources(raw)
     if not names:
         raise FileNotFoundError(f"{raw}: no fetched source here; run `crystal-data fetch SOURCE --raw {raw}`")
@@ -78,12 +112,4 @@ def normalize(
         symmetry=symmetry or SymmetryConfig(),
         shard_size=shard_size,
     )
-    return build_store(
-        inputs,
-        out,
-        settings,
-        workers=workers,
-        overwrite=overwrite,
-        progress=progress,
-        build_info={"raw": {"folder": str(Path(raw).resolve()), "sources": info}},
-    )
+    return StagedBuild(inputs, settings, {"raw": {"folder": str(Path(raw).resolve()), "sources": info}})
