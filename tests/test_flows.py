@@ -65,14 +65,7 @@ def prefect_env(tmp_path_factory):
                 time.sleep(0.5)
         else:
             pytest.fail(f"the Prefect server did not start: {(home / 'server.log').read_text()[-2000:]}")
-        saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_API_URL", "DO_NOT_TRACK")}
-        os.environ.update({k: env[k] for k in saved})
         yield env
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
@@ -135,15 +128,26 @@ def test_deployment_runs_build_800k_from_the_cli(prefect_env, tmp_path):
 FLOW_SCRIPT = """
 import json, sys
 from flows.build_800k import build_800k
-options = dict(shard_size=10, workers=1, dedup=False, split_scheme=None, **json.loads(sys.argv[2]))
-summary = build_800k(out=sys.argv[1], **options)
+summary = build_800k(out=sys.argv[1], **json.loads(sys.argv[2]))
 print("SUMMARY " + json.dumps(summary))
 """
+QUIET = {"workers": 1, "dedup": False, "split_scheme": None, **SAMPLE_ARGS}
+
+
+def flow_args(out: Path, **options) -> list:
+    """A flow run in its own process: this one never starts Prefect's runtime (its API log handler
+    would outlive the server and break forked processes of later tests)."""
+    return [sys.executable, "-c", FLOW_SCRIPT, out, json.dumps({**QUIET, **options})]
+
+
+def summary_of(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(result.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
 
 
 def test_a_killed_flow_run_resumes_without_redoing_finished_shards(prefect_env, tmp_path):
     out = tmp_path / "store"
-    args = [sys.executable, "-c", FLOW_SCRIPT, out, json.dumps(SAMPLE_ARGS)]
+    args = flow_args(out, shard_size=10)
     process = subprocess.Popen(
         [str(a) for a in args], env=prefect_env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -155,19 +159,14 @@ def test_a_killed_flow_run_resumes_without_redoing_finished_shards(prefect_env, 
     process.wait()
     done_at_kill = len(list((out / "records").glob("*.parquet")))
     assert 4 <= done_at_kill < 20 and not (out / "manifest.json").exists()
-    rerun = run(args, prefect_env)
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    summary = json.loads(rerun.stdout.split("SUMMARY ", 1)[1].splitlines()[0])
+    summary = summary_of(run(args, prefect_env))
     assert summary["shards"] == 20 and summary["shards_done_before"] >= done_at_kill
     assert summary["records"] == 200 and verify_store(out) == []
 
 
 def test_dask_local_cluster_builds_the_same_shards(prefect_env, tmp_path):
-    from flows.build_800k import build_800k
-
-    common = dict(shard_size=50, workers=1, dedup=False, split_scheme=None, **SAMPLE_ARGS)
-    local = build_800k(out=str(tmp_path / "local"), **common)
-    dask = build_800k(out=str(tmp_path / "dask"), dask_workers=2, **common)
+    local = summary_of(run(flow_args(tmp_path / "local", shard_size=50), prefect_env))
+    dask = summary_of(run(flow_args(tmp_path / "dask", shard_size=50, dask_workers=2), prefect_env))
     assert local["records"] == dask["records"] == 200 and dask["shards"] == 4
     files = [
         json.loads((tmp_path / name / "manifest.json").read_text())["files"] for name in ("local", "dask")
