@@ -342,5 +342,35 @@ def load_dataset(
     )
 
 
+@app.command()
+def release(
+    store: Annotated[Path, typer.Argument(help="Finished store folder to release.")],
+    version: Annotated[str, typer.Option("--version", help="Release version, e.g. 2026.11.0.")],
+    to: Annotated[
+        str, typer.Option("--to", help="Folder or fsspec URL holding releases; writes TO/VERSION/.")
+    ],
+    previous: Annotated[
+        str | None, typer.Option(help="Release to compare with (default: the latest one in TO).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Publish a verified store as an immutable release: files, manifest, dataset card, changelog."""
+    from crystal_data.release import ReleaseError, publish_release
+
+    try:
+        report = publish_release(store, version, to, previous=previous, progress=progress)
+    except (ReleaseError, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc), code=1) from None
+    against = f"against {report.previous}" if report.previous else "first release"
+    console.print(
+        f"released {store} as {report.version} at {report.location}: {report.records:,} records, "
+        f"{report.files:,} files, {report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s"
+    )
+    console.print(
+        f"changes ({against}): {report.added:,} added, {report.removed:,} removed, {report.changed:,} changed"
+    )
+    console.print(f"manifest sha256 {report.manifest_sha256}")
+
+
 if __name__ == "__main__":
     app()

@@ -43,9 +43,10 @@ def load(
 ) -> CrystalDataset:
     """One split of a dataset, as a map-style :class:`~crystal_data.dataset.CrystalDataset`.
 
-    ``name``: ``jarvis``, ``mp2018``, ``oqmd-exp``, ``untagged-800k`` (docs/datasets.md), or the path
-    of a store. ``split``: ``train``, ``val`` (or ``validation``), ``test`` or ``all``. ``target``: a
-    label of the dataset (upstream names, e.g. ``formation_energy_peratom``); entries without it are
+    ``name``: ``jarvis``, ``mp2018``, ``oqmd-exp``, ``untagged-800k`` (docs/datasets.md), the path
+    of a store, or the path or URL of a release (``https://.../<version>/``, docs/releases.md).
+    ``split``: ``train``, ``val`` (or ``validation``), ``test`` or ``all``. ``target``: a label of the
+    dataset (upstream names, e.g. ``formation_energy_peratom``); entries without it are
     left out, and each target has its own split, as in the papers. ``scheme``: ``"alignn"`` (default:
     the paper's split), ``"20-10-70"``, ``"40-10-50"``, ``"60-10-30"``, any ``"A-B-C"`` percentages,
     ``"nA-B-C"`` counts, or a :class:`~crystal_data.splits.SplitScheme`; ``seed`` reseeds it.
@@ -118,7 +119,7 @@ def _resolve(
         info = DATASETS[name]
         home = data_home()
         if info.kind == CORPUS:
-            store = corpus.locate(info, home)
+            store = corpus.locate(info, home, offline=offline)
             return info, store, _graphs_of(store, graph)
         prepare = figshare.prepare if info.kind == FIGSHARE else placed_folder.prepare
         store = prepare(
@@ -131,8 +132,11 @@ def _resolve(
         )
         return info, store, None
     text = os.fspath(name)
-    if "://" in text:
-        raise ValueError(f"{text}: loading by URL is not supported yet; download the store and give its path")
+    if "://" in text:  # a release by URL: downloaded once into the cache, then read from there
+        from crystal_data.release.remote import local_path
+
+        path = local_path(text, offline=offline)
+        return None, path, _graphs_of(path, graph)
     path = Path(text).expanduser()
     if not path.exists() and os.sep not in text and not text.startswith("."):
         raise ValueError(f"unknown dataset {text!r}; known: {', '.join(DATASETS)}, or the path of a store")

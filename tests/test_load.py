@@ -424,9 +424,11 @@ def test_untagged_800k_by_path(sample_store, tmp_path, monkeypatch):
         DatasetNotAvailable, match=r"untagged-800k is not built at .*stores/untagged-800k: build"
     ):
         crystal_data.load("untagged-800k")
-    monkeypatch.setenv(UNTAGGED_800K_ENV, "https://example.org/releases/untagged-800k")
-    with pytest.raises(DatasetNotAvailable, match="reading a release by URL is not supported yet"):
+    monkeypatch.setenv(UNTAGGED_800K_ENV, "https://example.org/releases/untagged-800k/2026.11.0/")
+    monkeypatch.setenv(OFFLINE_ENV, "1")  # a release URL is read from the cache; nothing is cached here
+    with pytest.raises(DatasetNotAvailable, match=r"release https://example.org/\S+ is not cached at"):
         crystal_data.load("untagged-800k")
+    monkeypatch.delenv(OFFLINE_ENV)
     monkeypatch.setenv(UNTAGGED_800K_ENV, str(sample_store))
     corpus = crystal_data.load("untagged-800k")
     assert len(corpus) == 200 and corpus.target is None and corpus[3].y is None

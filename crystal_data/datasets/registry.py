@@ -121,7 +121,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ),
         licence="OQMD and Materials Project data: CC-BY-4.0",
         citation=(
-            "M. Das et al., CrysGNN, AAAI 2023; A. Jain et al., APL Materials 1, 011002 (2013); "
+            "K. Das et al., CrysGNN, AAAI 2023; A. Jain et al., APL Materials 1, 011002 (2013); "
             "S. Kirklin et al., npj Comput. Mater. 1, 15010 (2015)"
         ),
         size=None,

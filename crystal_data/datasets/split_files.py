@@ -168,11 +168,16 @@ def stored_split(store: Path, target: str | None, scheme: SplitScheme) -> pa.Tab
 
 
 def split_table(store: Path, target: str | None, scheme: SplitScheme) -> pa.Table:
-    """The split ``scheme`` of ``target``: read when stored, else drawn and stored (in memory only,
-    with a warning, when the store cannot be written)."""
+    """The split ``scheme`` of ``target``: read when stored, else drawn and stored (in memory only for
+    a release, and with a warning when the store cannot be written)."""
     table = stored_split(store, target, scheme)
     if table is not None:
         return table
+    if "release" in _manifest(store):  # a release is immutable: nothing is ever added to it
+        log.info(
+            "%s: drew split %s of %s in memory (a release is never modified)", store, scheme.name, target
+        )
+        return draw_split(store, target, scheme)[0]
     with locked(f"store:{store.resolve()}"):
         table = stored_split(store, target, scheme)  # another process may have drawn it meanwhile
         if table is not None:

@@ -12,8 +12,10 @@ from crystal_data.store import layout
 from crystal_data.store.manifest import file_sha256, store_files
 
 
-def verify_store(path: str | Path) -> list[str]:
-    """Every problem found, as a message naming the file; an empty list means the store is intact."""
+def verify_store(path: str | Path, checksums: bool = True) -> list[str]:
+    """Every problem found, as a message naming the file; an empty list means the store (or release)
+    is intact. ``checksums=False`` skips the sha256 of each file (sizes, counts and alignment are still
+    checked): for a caller that hashes the bytes itself as it reads them."""
     store = Path(path)
     manifest_file = store / layout.MANIFEST
     if not manifest_file.exists():
@@ -22,14 +24,14 @@ def verify_store(path: str | Path) -> list[str]:
         manifest = json.loads(manifest_file.read_text())
     except json.JSONDecodeError as exc:
         return [f"{manifest_file}: not valid JSON ({exc})"]
-    problems = _check_files(store, manifest["files"])
+    problems = _check_files(store, manifest["files"], checksums)
     problems += [f"{work}: work area of an unfinished stage" for work in sorted(store.glob(".*"))]
     if problems:
         return problems  # counts below would only repeat what the checksums already say
-    return _check_counts(store, manifest)
+    return _check_counts(store, manifest) + _check_release(store, manifest)
 
 
-def _check_files(store: Path, expected: dict[str, dict]) -> list[str]:
+def _check_files(store: Path, expected: dict[str, dict], checksums: bool) -> list[str]:
     problems = []
     present = {p.relative_to(store).as_posix(): p for p in store_files(store)}
     for rel in sorted(set(expected) - set(present)):
@@ -40,7 +42,7 @@ def _check_files(store: Path, expected: dict[str, dict]) -> list[str]:
         entry, file = expected[rel], present[rel]
         if file.stat().st_size != entry["bytes"]:
             problems.append(f"{file}: {file.stat().st_size} bytes, manifest says {entry['bytes']}")
-        elif file_sha256(file) != entry["sha256"]:
+        elif checksums and file_sha256(file) != entry["sha256"]:
             problems.append(f"{file}: sha256 differs from the manifest")
     return problems
 
@@ -123,4 +125,24 @@ def _check_duplicate_map(store: Path, manifest: dict) -> list[str]:
                 problems.append(f"{store / name}: a record is a member of two groups")
             if canonicals & set(members):
                 problems.append(f"{store / name}: a canonical record is itself a member (a chain)")
+    return problems
+
+
+def _check_release(store: Path, manifest: dict) -> list[str]:
+    """A release's own files (card, changelog, changes) are listed, hence checksummed, and its summary
+    counts are the store's."""
+    release = manifest.get("release")
+    if release is None:
+        return []
+    problems = [
+        f"{store / rel}: a release file not listed in the manifest"
+        for rel in release.get("files", [])
+        if rel not in manifest["files"]
+    ]
+    said, counts = release.get("counts", {}), manifest["counts"]
+    for key in ("records", "rejected"):
+        if said.get(key) != counts[key]:
+            problems.append(
+                f"{store}: the release section says {key} {said.get(key)}, the store {counts[key]}"
+            )
     return problems
