@@ -29,6 +29,15 @@ Measured in one run:
     /usr/bin/time -v .venv/bin/python benchmarks/bench_dedup.py --data /tmp/mp/mp-formation-energy \\
         --work /tmp/dedup-bench --out-md /tmp/dedup-bench.md
 
+With ``--check-prefilter STORE`` (no ``--data`` or ``--work``) it checks the fit pre-filter only: every
+pair of records of STORE sharing a reduced formula (``--pairs formula``) or a candidate bucket
+(``--pairs bucket``), in priority order, gets the pre-filter's verdict and, when it rejects the pair,
+a plain ``StructureMatcher.fit`` (original structures, pymatgen's own reduction), which must say no
+(``--fit-all``: every pair is fitted, and the fit of the pre-reduced cells that the dedup runs is
+compared with the plain fit):
+
+    .venv/bin/python benchmarks/bench_dedup.py --check-prefilter /tmp/store-33k-b --pairs formula
+
 ``--data`` takes an extracted folder or the tarball ``mp-formation-energy-33k.tar.gz`` (extracted once
 into ``--work/data``). The corpus folder under ``--work`` is reused when it was written with the same
 settings; the store is always rebuilt. Memory sampling reads ``/proc`` (Linux).
@@ -59,6 +68,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+import pyarrow as pa
 from common import cpu_model, md_table, resolve_data, usable_cores
 
 import crystal_data
@@ -72,8 +82,9 @@ from crystal_data.dedup import (
     group_bucket,
     structure_fingerprint,
 )
-from crystal_data.dedup.grouping import make_matcher
+from crystal_data.dedup.grouping import Candidate, make_matcher
 from crystal_data.dedup.perturbations import PERTURBATIONS
+from crystal_data.dedup.prefilter import rejection
 from crystal_data.errors import RejectedInput
 from crystal_data.readers.cif import parse_cif
 from crystal_data.record import CrystalRecord
@@ -645,7 +656,10 @@ def sample_formulas(rows: Sequence[Row], size: int, seed: int) -> list[int]:
 
 
 def load_members(store: crystal_data.Store, indices: Sequence[int]) -> list[Member]:
-    table = store.records_table(columns=STRUCTURE_COLUMNS).take(list(indices))
+    return load_members_from(store.records_table(columns=STRUCTURE_COLUMNS).take(list(indices)))
+
+
+def load_members_from(table: pa.Table) -> list[Member]:
     return [
         Member(
             r["uid"],
@@ -1157,15 +1171,94 @@ def _grouping_row(g: Grouping, groups: int) -> list[str]:
     ]
 
 
+# ------------------------------------------------------------------------------- pre-filter check
+
+_CHECK: dict[str, Candidate] = {}
+"""Per worker of ``--check-prefilter``: the store's records, by uid (their reduced cells kept once
+computed)."""
+
+
+def _load_check(store_path: str, uids: list[str]) -> None:
+    import pyarrow.compute as pc
+
+    warnings.simplefilter("ignore")
+    table = crystal_data.open(store_path).records_table(columns=STRUCTURE_COLUMNS)
+    table = table.filter(pc.is_in(table.column("uid"), pa.array(uids)))
+    for member in load_members_from(table):
+        _CHECK[member.uid] = Candidate(member, DedupConfig())
+
+
+def _check_pairs(
+    pairs: list[tuple[str, str]], fit_all: bool
+) -> list[tuple[str | None, bool | None, bool | None]]:
+    """(pre-filter's reason, plain fit, fit of the pre-reduced cells) per pair; the fits only where run."""
+    config = DedupConfig()
+    matcher = make_matcher(config)
+    out = []
+    for a, b in pairs:
+        first, second = _CHECK[a], _CHECK[b]
+        reason = rejection(first.reduced, second.reduced, config.ltol, config.angle_tol)
+        plain = reduced = None
+        if fit_all or reason is not None:
+            plain = bool(matcher.fit(first.structure, second.structure))
+        if fit_all:
+            reduced = bool(
+                matcher.fit(first.reduced.structure, second.reduced.structure, skip_structure_reduction=True)
+            )
+        out.append((reason, plain, reduced))
+    return out
+
+
+def prefilter_check(store_path: Path, within: str, fit_all: bool, workers: int) -> str:
+    """Every pair of records sharing a reduced formula (``within="formula"``) or a candidate bucket
+    (``"bucket"``), in priority order: the pre-filter's verdict on ``fit(first, second)`` and a plain
+    ``StructureMatcher.fit`` (original structures, pymatgen's own reduction) of every pair it rejects;
+    with ``fit_all``, of every pair, and the fit of the pre-reduced cells the dedup runs, for
+    comparison."""
+    store = crystal_data.open(store_path)
+    config = DedupConfig()
+    groups: dict[object, list[tuple[tuple, str]]] = defaultdict(list)
+    for uid, source, source_id, formula, spacegroup in store.records.select(
+        "uid", "source", "source_id", "formula", "spacegroup_number"
+    ).iter_rows():
+        key = formula if within == "formula" else (formula, spacegroup)
+        groups[key].append((config.rank(source, source_id), uid))
+    pairs = []
+    for members in groups.values():
+        ordered = [uid for _, uid in sorted(members)]
+        pairs.extend((a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :])
+    uids = sorted({uid for pair in pairs for uid in pair})
+    chunks = [pairs[k : k + 200] for k in range(0, len(pairs), 200)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, initializer=_load_check, initargs=(str(store_path), uids)) as pool:
+        verdicts = [v for part in pool.map(partial(_check_pairs, fit_all=fit_all), chunks) for v in part]
+    seconds = time.perf_counter() - start
+    reasons = Counter(reason for reason, _, _ in verdicts if reason is not None)
+    wrong = [f"{a} -> {b}" for (a, b), (reason, plain, _) in zip(pairs, verdicts) if reason and plain]
+    by_reason = ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items()))
+    rows = [
+        [f"pairs within a {within}", f"{len(pairs):,}"],
+        ["rejected by the pre-filter", f"{sum(reasons.values()):,} ({by_reason})"],
+        ["of those, fitted by `StructureMatcher.fit` (must be 0)", f"**{len(wrong)}**"],
+    ]
+    if fit_all:
+        fits = sum(bool(plain) for _, plain, _ in verdicts)
+        differ = sum(plain != reduced for _, plain, reduced in verdicts)
+        rows += [
+            ["pairs `fit` accepts", f"{fits:,}"],
+            ["pairs where the fit of the pre-reduced cells differs from the plain fit", f"{differ:,}"],
+        ]
+    rows.append(["seconds", f"{seconds:.0f} ({workers} workers)"])
+    return md_table(["pre-filter check", "value"], rows) + ("\n\n" + "; ".join(wrong) if wrong else "")
+
+
 # -------------------------------------------------------------------------------------------- main
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data", type=Path, required=True, help="folder of CIFs with id_prop.csv, or its tarball"
-    )
-    parser.add_argument("--work", type=Path, required=True, help="folder for the corpus and the store")
+    parser.add_argument("--data", type=Path, help="folder of CIFs with id_prop.csv, or its tarball")
+    parser.add_argument("--work", type=Path, help="folder for the corpus and the store")
     parser.add_argument("--copies", type=int, default=2, help="perturbed copies per crystal (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the copies and the subset (default 0)")
     parser.add_argument(
@@ -1180,9 +1273,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--check-tier2", type=int, default=2000, help="tier-2 merges to refit with the matcher (default 2000)"
     )
     parser.add_argument("--out-md", type=Path, default=None, help="also write the report to this file")
+    parser.add_argument(
+        "--check-prefilter",
+        type=Path,
+        metavar="STORE",
+        help="instead: check the pre-filter against StructureMatcher.fit on every candidate pair of STORE",
+    )
+    parser.add_argument(
+        "--pairs", choices=["formula", "bucket"], default="formula", help="--check-prefilter: pairs within"
+    )
+    parser.add_argument(
+        "--fit-all", action="store_true", help="--check-prefilter: fit every pair, not only rejected ones"
+    )
     args = parser.parse_args(argv)
     if args.copies < 1 or args.workers < 1 or args.subset < 1:
         parser.error("--copies, --workers and --subset must be at least 1")
+    if args.check_prefilter is None and (args.data is None or args.work is None):
+        parser.error("--data and --work are required (unless --check-prefilter)")
     return args
 
 
@@ -1193,6 +1300,12 @@ def log(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.simplefilter("ignore")  # pymatgen's CIF and matcher warnings would flood the log
+    if args.check_prefilter is not None:
+        report = prefilter_check(args.check_prefilter, args.pairs, args.fit_all, args.workers)
+        print(report)
+        if args.out_md is not None:
+            args.out_md.write_text(report + "\n", encoding="utf-8")
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     phases: list[Phase] = []
     originals = load_originals(resolve_data(args.data, args.work / "data"), args.limit_originals)

@@ -7,7 +7,7 @@ import pytest
 
 from crystal_data.convert import to_structure
 from crystal_data.dedup import DedupConfig
-from crystal_data.dedup.fingerprint import cell_distance, standard_cell
+from crystal_data.dedup.fingerprint import cell_distance, lattice_symmetries, standard_cell
 from crystal_data.dedup.grouping import make_matcher
 from crystal_data.dedup.perturbations import PERTURBATIONS
 from crystal_data.dedup.prefilter import reduced_cell, rejection, successive_minima
@@ -48,6 +48,20 @@ def test_successive_minima():
     assert successive_minima(fcc) == pytest.approx([2 * 2**0.5] * 3)
     tetragonal = np.array([[1.0, 0, 0], [0, 1, 0], [1, 1, 3]])  # c' = a + b + c: λ3 is still 3
     assert successive_minima(tetragonal) == pytest.approx([1, 1, 3])
+
+
+def test_lattice_symmetries_are_the_holohedry():
+    """Tier 2 tries the member in every basis related by a point symmetry of the lattice: 48 for a
+    cubic lattice (also in its face-centred primitive basis), 24 hexagonal, 8 orthorhombic, 2 triclinic;
+    the identity first."""
+    hexagonal = np.array([[3.0, 0, 0], [-1.5, 1.5 * 3**0.5, 0], [0, 0, 5]])
+    lattices = [4 * np.eye(3), 2.0 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]), hexagonal,
+                np.diag([3.0, 4, 5]), np.array([[3.0, 0, 0], [0.4, 4, 0], [0.7, 0.9, 5]])]  # fmt: skip
+    counts = [len(lattice_symmetries(m, CONFIG.cell_ltol, CONFIG.cell_angle_tol)) for m in lattices]
+    assert counts == [48, 48, 24, 8, 2]
+    assert np.array_equal(
+        lattice_symmetries(hexagonal, CONFIG.cell_ltol, CONFIG.cell_angle_tol)[0], np.eye(3)
+    )
 
 
 def test_lattice_bound_is_the_matchers_own():
