@@ -47,7 +47,7 @@ from crystal_data.readers.cif_folder import scan_cif_folder  # noqa: E402
 from crystal_data.sources import get_source  # noqa: E402
 from crystal_data.sources.base import FetchOptions  # noqa: E402
 from crystal_data.sources.landing import RawZone  # noqa: E402
-from crystal_data.sources.politeness import DEFAULTS  # noqa: E402
+from crystal_data.sources.politeness import defaults_for  # noqa: E402
 from crystal_data.store import verify_store  # noqa: E402
 from tests import fake_mp, fake_oqmd, test_source_jarvis  # noqa: E402
 from tests.upstream import Reply, Request, Upstream  # noqa: E402
@@ -196,7 +196,7 @@ def measure(name: str, crystals: Sequence[Crystal], work: Path) -> dict:
     problems = verify_store(work / f"store-{name}")
     return {
         "name": name,
-        "politeness": DEFAULTS.get(name) or DEFAULTS[name.split("-")[0]],
+        "politeness": defaults_for(name),
         "fetched": report.records,
         "pages": report.pages,
         "requests": requests,

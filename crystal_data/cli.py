@@ -137,13 +137,12 @@ def fetch(
     from crystal_data.sources.base import FetchOptions
     from crystal_data.sources.http import FetchError
     from crystal_data.sources.landing import FetchConflict, RawZone
-    from crystal_data.sources.politeness import DEFAULTS, Politeness
+    from crystal_data.sources.politeness import defaults_for
 
     _log_to_stderr()
     try:
         chosen = get_source(source)
-        base = DEFAULTS.get(source) or DEFAULTS.get(source.split("-")[0]) or Politeness()
-        politeness = base.with_(
+        politeness = defaults_for(source).with_(
             requests_per_second=rate, concurrency=concurrency, timeout_s=timeout, max_retries=retries
         )
         extra: dict[str, str] = {}

@@ -19,7 +19,7 @@ from crystal_data.process import Rejected
 from crystal_data.schema import make_uid
 from crystal_data.sources import get_source
 from crystal_data.sources.landing import RawZone, raw_sources
-from crystal_data.staging import stage_source, zone_digest
+from crystal_data.staging import stage_source
 from crystal_data.symmetry import SymmetryConfig
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def stage_raw(
         info[name] = {
             "fetch": zone.spec(),
             "complete": zone.completion() is not None,
-            "raw_sha256": zone_digest(zone),
+            "raw_sha256": staged.raw_sha256,
             "entries": len(staged.inputs),
         }
     settings = BuildSettings(

@@ -55,6 +55,8 @@ class StagedSource:
     source: str
     inputs: list[StagedInput]
     reused: bool
+    raw_sha256: str
+    """:func:`zone_digest` of the raw zone it was staged from."""
 
 
 def zone_digest(zone: RawZone) -> str:
@@ -68,11 +70,12 @@ def zone_digest(zone: RawZone) -> str:
 
 def stage_source(source: Source, zone: RawZone, progress: bool = True) -> StagedSource:
     """Stage ``zone`` through ``source``'s parser (or reuse an identical earlier staging)."""
-    folder = zone.dir / "staged" / zone_digest(zone)
+    digest = zone_digest(zone)
+    folder = zone.dir / "staged" / digest
     done = folder / "done.json"
     if done.exists():
         parts = json.loads(done.read_text())["parts"]
-        return StagedSource(source.name, _inputs(folder, parts), reused=True)
+        return StagedSource(source.name, _inputs(folder, parts), reused=True, raw_sha256=digest)
     for stale in (zone.dir / "staged").glob("*"):
         if stale != folder:
             remove(stale)
@@ -91,7 +94,7 @@ def stage_source(source: Source, zone: RawZone, progress: bool = True) -> Staged
             parts.append(_write_part(folder, len(parts), batch, source.record_source, units, zone.tmp))
             advance(len(batch))
     atomic_write_json(done, {"source": source.name, "parts": parts}, zone.tmp)
-    return StagedSource(source.name, _inputs(folder, parts), reused=False)
+    return StagedSource(source.name, _inputs(folder, parts), reused=False, raw_sha256=digest)
 
 
 def _inputs(folder: Path, parts: list[dict]) -> list[StagedInput]:

@@ -43,10 +43,11 @@ def fetch_source(
     from crystal_data.sources import get_source
     from crystal_data.sources.base import FetchOptions
     from crystal_data.sources.landing import RawZone
-    from crystal_data.sources.politeness import DEFAULTS, Politeness
+    from crystal_data.sources.politeness import defaults_for
 
-    base = DEFAULTS.get(name) or DEFAULTS.get(name.split("-")[0]) or Politeness()
-    options = FetchOptions(endpoint, limit, base.with_(**(politeness or {})), None, False, extra)
+    options = FetchOptions(
+        endpoint, limit, defaults_for(name).with_(**(politeness or {})), None, False, extra
+    )
     with concurrency(f"source-{name}", occupy=1, strict=False):  # no-op unless the limit was created
         report = get_source(name).fetch(RawZone(raw, name), options)
     get_run_logger().info(

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from crystal_data.cli import app
 from crystal_data.normalize import normalize
+from crystal_data.record import CrystalRecord
 from crystal_data.sources import mp
 from crystal_data.sources.base import FetchOptions
 from crystal_data.sources.http import FetchError
@@ -165,3 +166,13 @@ def test_fetch_and_normalize_through_the_cli(tmp_path, docs, monkeypatch):
     # a second normalisation reuses the staged records and finds the finished store
     again = runner.invoke(app, ["normalize", "--raw", str(raw), "--out", str(store), "--no-progress"])
     assert again.exit_code == 0, again.output
+
+
+def test_a_repeated_material_is_kept_once_and_the_repeat_rejected(tmp_path, docs):
+    repeated = [*docs[:3], dict(docs[0]), *docs[3:]]
+    with serve(repeated) as server:
+        mp.fetch(RawZone(tmp_path, "mp"), options(server.url))
+    items = list(mp.records(RawZone(tmp_path, "mp")))
+    assert len(items) == len(expected_ids(repeated))  # one item per stored entry: nothing dropped
+    codes = [(i.source_id, i.code) for i in items if not isinstance(i, CrystalRecord)]
+    assert codes == [("mp-149", "repeated_entry"), ("mp-999003", "partial_occupancy")]

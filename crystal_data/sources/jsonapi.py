@@ -1,5 +1,6 @@
-"""What the OQMD REST and OPTIMADE clients share: fetching an offset-paged JSON list endpoint into the
-landing zone, and reading the stored pages back as records, each upstream entry exactly once.
+"""What the paged JSON clients share: fetching an offset-paged list endpoint into the landing zone
+(OQMD REST and OPTIMADE), and reading stored pages back as records, each upstream entry exactly once
+(those two and Materials Project).
 
 Offsets are computed here; ``links.next`` is read only for being null. The pager resumes from stored
 offsets, and a ``next`` URL built behind a proxy can name ``http://`` for an ``https://`` request.
@@ -139,7 +140,7 @@ def fetch_listing(
 
 
 def zone_records(
-    zone: RawZone, *, read: ReadPage, entry_id: EntryId, to_record: ToRecord
+    zone: RawZone, *, entries_of: Callable[[object], list], entry_id: EntryId, to_record: ToRecord
 ) -> Iterator[CrystalRecord | RawRejection]:
     """Records from the stored pages, in page order; reads only ``zone``, never the network.
 
@@ -150,7 +151,7 @@ def zone_records(
     for page in zone.pages():
         name = page.body_path.relative_to(zone.root).as_posix()
         version = page.meta["source_version"]
-        for k, entry in enumerate(read(page.json()).entries):
+        for k, entry in enumerate(entries_of(page.json())):
             origin = f"{name}#{k}"
             source_id = entry_id(entry)
             if source_id is None:
@@ -176,6 +177,12 @@ def _convert(
     except Exception as exc:  # a shape no check foresaw must not stop a million-entry read
         reason = f"entry {source_id}: {type(exc).__name__}: {exc}"[:500]
         return RawRejection(source_id, "internal_error", reason, origin)
+
+
+def with_user_filter(params: dict[str, str], options: FetchOptions) -> dict[str, str]:
+    """``params`` plus the user's ``filter`` (``options.extra``) when one is given."""
+    query_filter = user_filter(options)
+    return {**params, "filter": query_filter} if query_filter else params
 
 
 def scalar_id(value: object) -> str | None:

@@ -126,12 +126,6 @@ class RawZone:
             yield StoredPage(index, body_path, json.loads(meta_path.read_text()))
             index += 1
 
-    def last_page(self) -> StoredPage | None:
-        last = None
-        for last in self.pages():  # noqa: B007
-            pass
-        return last
-
     # ---------------------------------------------------------------- files
     def file_path(self, name: str) -> Path:
         if "/" in name or "\\" in name or name.startswith("."):

@@ -20,9 +20,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from crystal_data.errors import RejectedInput
 from crystal_data.record import CrystalRecord
 from crystal_data.sources.base import FetchOptions, RawRejection, Source
 from crystal_data.sources.http import FetchError, RetryableError, redact, with_retries
+from crystal_data.sources.jsonapi import scalar_id, zone_records
 from crystal_data.sources.landing import RawZone
 from crystal_data.sources.paging import FetchReport, Page, fetch_pages
 from crystal_data.sources.parsing import atomic_number, finite_or_none, lattice_matrix
@@ -172,44 +174,37 @@ def _jsonable(params: dict) -> dict:
 
 
 def records(zone: RawZone) -> Iterator[CrystalRecord | RawRejection]:
-    """Canonical records from the stored pages, in page order; each material id once."""
+    """Canonical records from the stored pages, in page order; each material id once (a repeat is a
+    ``repeated_entry`` rejection), never touching the network."""
     policy = zone.spec().get("policy", {"deprecated": "exclude", "theoretical": "keep"})
-    seen: set[str] = set()
-    for page in zone.pages():
-        docs = page.json()["data"]
-        name = page.body_path.relative_to(zone.root).as_posix()
-        for k, doc in enumerate(docs):
-            origin = f"{name}#{k}"
-            source_id = str(doc.get("material_id") or f"<no material_id at {origin}>")
-            if source_id in seen:
-                continue
-            seen.add(source_id)
-            yield _record(doc, source_id, origin, page.meta["source_version"], policy)
+    return zone_records(
+        zone,
+        entries_of=lambda data: data["data"],
+        entry_id=lambda doc: scalar_id(doc.get("material_id")) if isinstance(doc, dict) else None,
+        to_record=lambda doc, source_id, origin, version: _record(doc, source_id, origin, version, policy),
+    )
 
 
-def _record(
-    doc: dict, source_id: str, origin: str, version: str, policy: dict
-) -> CrystalRecord | RawRejection:
+def _record(doc: dict, source_id: str, origin: str, version: str, policy: dict) -> CrystalRecord:
+    """Raises :class:`RejectedInput` for an entry the policy excludes or that cannot be a record."""
     if doc.get("deprecated") and policy["deprecated"] == "exclude":
-        return RawRejection(source_id, "excluded_deprecated", "deprecated in this database version", origin)
+        raise RejectedInput("excluded_deprecated", "deprecated in this database version")
     if doc.get("theoretical") and policy["theoretical"] == "exclude":
-        return RawRejection(source_id, "excluded_theoretical", "theoretical (no ICSD match)", origin)
+        raise RejectedInput("excluded_theoretical", "theoretical (no ICSD match)")
     structure = doc.get("structure")
     if not isinstance(structure, dict):
-        return RawRejection(source_id, "missing_structure", "the document has no structure", origin)
+        raise RejectedInput("missing_structure", "the document has no structure")
     try:
         lattice = lattice_matrix(structure["lattice"]["matrix"])
         numbers, coords = [], []
         for site in structure["sites"]:
             species = site["species"]
             if len(species) != 1 or float(species[0].get("occu", 1)) < 1.0:
-                return RawRejection(
-                    source_id, "partial_occupancy", f"site {site.get('label', '?')} is disordered", origin
-                )
+                raise RejectedInput("partial_occupancy", f"site {site.get('label', '?')} is disordered")
             numbers.append(atomic_number(species[0]["element"]))
             coords.append([float(x) for x in site["abc"]])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
-        return RawRejection(source_id, "malformed_structure", f"{type(exc).__name__}: {exc}", origin)
+        raise RejectedInput("malformed_structure", f"{type(exc).__name__}: {exc}") from None
     return CrystalRecord(
         source="mp",
         source_id=source_id,

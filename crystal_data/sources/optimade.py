@@ -34,7 +34,7 @@ from crystal_data.sources.jsonapi import (
     read_envelope,
     required,
     scalar_id,
-    user_filter,
+    with_user_filter,
     zone_records,
 )
 from crystal_data.sources.landing import RawZone
@@ -184,11 +184,7 @@ def structure_record(
 
 def query_params(options: FetchOptions, provider: ProviderFields = OQMD) -> dict[str, str]:
     """The fixed part of every request: ``response_fields`` and the user's OPTIMADE ``filter``."""
-    params = {"response_fields": ",".join(response_fields(provider))}
-    query_filter = user_filter(options)
-    if query_filter:
-        params["filter"] = query_filter
-    return params
+    return with_user_filter({"response_fields": ",".join(response_fields(provider))}, options)
 
 
 def fetch(zone: RawZone, options: FetchOptions) -> FetchReport:
@@ -218,7 +214,7 @@ def records(zone: RawZone) -> Iterator[CrystalRecord | RawRejection]:
 
     yield from zone_records(
         zone,
-        read=read_page,
+        entries_of=lambda data: read_page(data).entries,
         entry_id=source_id,
         to_record=partial(structure_record, record_source=SOURCE.record_source, provider=OQMD),
     )

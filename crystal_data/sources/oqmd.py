@@ -31,7 +31,7 @@ from crystal_data.sources.jsonapi import (
     read_envelope,
     required,
     scalar_id,
-    user_filter,
+    with_user_filter,
     zone_records,
 )
 from crystal_data.sources.landing import RawZone
@@ -134,11 +134,7 @@ def entry_record(entry: dict, source_id: str, origin: str, version: str) -> Crys
 
 def query_params(options: FetchOptions) -> dict[str, str]:
     """The fixed part of every request: ``fields`` and the user's ``filter`` (``options.extra``)."""
-    params = {"fields": ",".join(FIELDS)}
-    query_filter = user_filter(options)
-    if query_filter:
-        params["filter"] = query_filter
-    return params
+    return with_user_filter({"fields": ",".join(FIELDS)}, options)
 
 
 def fetch(zone: RawZone, options: FetchOptions) -> FetchReport:
@@ -157,7 +153,9 @@ def fetch(zone: RawZone, options: FetchOptions) -> FetchReport:
 
 def records(zone: RawZone) -> Iterator[CrystalRecord | RawRejection]:
     """Records (or rejections) of every stored entry, in page order; never touches the network."""
-    return zone_records(zone, read=read_page, entry_id=entry_id, to_record=entry_record)
+    return zone_records(
+        zone, entries_of=lambda data: read_page(data).entries, entry_id=entry_id, to_record=entry_record
+    )
 
 
 SOURCE = Source(

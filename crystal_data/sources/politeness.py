@@ -48,6 +48,11 @@ DEFAULTS: dict[str, Politeness] = {
 }
 
 
+def defaults_for(source: str) -> Politeness:
+    """The default politeness of ``source`` (``jarvis-*`` share ``jarvis``'s)."""
+    return DEFAULTS.get(source) or DEFAULTS.get(source.split("-")[0]) or Politeness()
+
+
 class RateLimiter:
     """Spaces request starts at least ``1 / rate`` seconds apart, across threads."""
 
