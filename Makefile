@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/crystal-data demo --out build/demo-store
+	$(BIN)/crysgnn demo --store build/demo-store --out build/demo-models
 
 test: $(STAMP)
 	$(BIN)/ruff check crystal_data crysgnn_models flows tests benchmarks

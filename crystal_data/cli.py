@@ -227,6 +227,31 @@ def verify(store: Annotated[Path, typer.Argument(help="Store folder.")]) -> None
 
 
 @app.command()
+def graphs(
+    store: Annotated[Path, typer.Argument(help="Store folder.")],
+    kind: Annotated[str, typer.Option(help="Featurizer to add: alignn (atom graph + line graph).")],
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Add a second featurizer's graphs to a finished store; re-running resumes an interrupted run."""
+    from crystal_data.graphs.config import AlignnGraphConfig
+    from crystal_data.store.add_graphs import add_graphs
+
+    if kind != "alignn":
+        raise _fail(f"--kind {kind!r}: only 'alignn' can be added (knn graphs come with the build)")
+    try:
+        report = add_graphs(store, AlignnGraphConfig(), workers=workers, progress=progress)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc), code=1) from None
+    done = f", {report.shards_done_before} of {report.shards} shards were already done"
+    console.print(
+        f"{store}: {kind} graphs {report.graphs} in {report.seconds:.1f} s"
+        + (done if report.shards_done_before else "")
+        + f"; read them with crystal_data.open({str(store)!r}, graphs={report.graphs!r})"
+    )
+
+
+@app.command()
 def dedup(
     store: Annotated[Path, typer.Argument(help="Store folder.")],
     workers: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,

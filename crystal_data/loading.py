@@ -20,7 +20,7 @@ from crystal_data.dataset import DEFAULT_CACHE_BYTES, CrystalDataset
 from crystal_data.datasets.cache import offline_default
 from crystal_data.datasets.registry import CORPUS, DATASETS, FIGSHARE, DatasetInfo
 from crystal_data.datasets.split_files import rows_of, split_table
-from crystal_data.graphs.config import GraphConfig
+from crystal_data.graphs.config import AlignnGraphConfig, AnyGraphConfig, GraphConfig
 from crystal_data.home import data_home
 from crystal_data.splits import ALIGNN_80_10_10, ALL, SplitScheme, canonical_split, parse_scheme
 from crystal_data.store import layout
@@ -35,7 +35,7 @@ def load(
     *,
     scheme: str | SplitScheme | None = None,
     seed: int | None = None,
-    graph: GraphConfig | None = None,
+    graph: AnyGraphConfig | None = None,
     offline: bool | None = None,
     workers: int | None = None,
     progress: bool = False,
@@ -53,7 +53,8 @@ def load(
 
     A named dataset is downloaded into ``data_home()/raw`` and built into
     ``data_home()/stores/<name>/<graph hash>`` on first use, then read from there; ``graph`` (default
-    CGCNN's 12-NN within 8 Å) picks the featurizer, and a config not built yet is built. ``offline``
+    CGCNN's 12-NN within 8 Å) picks the featurizer, and a config not built yet is built; an
+    :class:`~crystal_data.graphs.config.AlignnGraphConfig` is added to the default store once. ``offline``
     (default ``$CRYSTAL_DATA_OFFLINE``) never touches the network: without a cached copy the error
     says which file to place where. Building uses ``workers`` processes (default: every core).
     """
@@ -107,7 +108,7 @@ def _check_target(label: str, targets: list[str], target: str | None, split: str
 
 def _resolve(
     name: str | os.PathLike,
-    graph: GraphConfig | None,
+    graph: AnyGraphConfig | None,
     offline: bool | None,
     workers: int | None,
     progress: bool,
@@ -115,6 +116,8 @@ def _resolve(
     """(registry entry or ``None``, store folder, graph hash to read or ``None`` for the default)."""
     if isinstance(name, str) and name in DATASETS:
         from crystal_data.datasets import corpus, figshare, placed_folder  # the build stack, on demand
+        from crystal_data.datasets.cache import locked
+        from crystal_data.store.add_graphs import add_graphs
 
         info = DATASETS[name]
         home = data_home()
@@ -122,15 +125,19 @@ def _resolve(
             store = corpus.locate(info, home, offline=offline)
             return info, store, _graphs_of(store, graph)
         prepare = figshare.prepare if info.kind == FIGSHARE else placed_folder.prepare
+        workers = workers or os.cpu_count() or 1
         store = prepare(
             info,
             home,
-            graph or GraphConfig(),
+            graph if isinstance(graph, GraphConfig) else GraphConfig(),
             offline=offline_default() if offline is None else offline,
-            workers=workers or os.cpu_count() or 1,
+            workers=workers,
             progress=progress,
         )
-        return info, store, None
+        if graph is None or isinstance(graph, GraphConfig):
+            return info, store, None
+        with locked(f"dataset:{info.name}", home):  # a second featurizer, added to the default store
+            return info, store, add_graphs(store, graph, workers=workers, progress=progress).graphs
     text = os.fspath(name)
     if "://" in text:  # a release by URL: downloaded once into the cache, then read from there
         from crystal_data.release.remote import local_path
@@ -145,15 +152,20 @@ def _resolve(
     return None, path, _graphs_of(path, graph)
 
 
-def _graphs_of(store: Path, graph: GraphConfig | None) -> str | None:
+def _graphs_of(store: Path, graph: AnyGraphConfig | None) -> str | None:
     """The graph hash to read from a store that cannot be rebuilt here (a path, the corpus)."""
     if graph is None:
         return None
     available = json.loads((store / layout.MANIFEST).read_text())["graphs"]
     if graph.hash not in available:
+        how = (
+            f"add them with `crystal-data graphs {store} --kind {graph.kind}`"
+            if isinstance(graph, AlignnGraphConfig)
+            else "build one with that config"
+        )
         raise ValueError(
             f"{store} has no graphs for {graph} (hash {graph.hash}); it has {', '.join(sorted(available))}. "
-            "A store given by path is not rebuilt: build one with that config"
+            f"A store given by path is not rebuilt: {how}"
         )
     return graph.hash
 

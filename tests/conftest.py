@@ -22,6 +22,17 @@ def sample_settings(**overrides) -> BuildSettings:
     return BuildSettings(**{**base, **overrides})
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Test tensors are tiny: one thread avoids OpenMP hand-offs, which stall on a shared, busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def sample_labels() -> dict[str, float]:
     with open(sample_dir() / "id_prop.csv", newline="") as handle:
@@ -69,3 +80,16 @@ def shared_polymorphs(tmp_path_factory) -> Path:
             if match and Composition(match.group(1).decode()).reduced_formula in ("SiO2", "TiO2"):
                 (out / Path(member.name).name).write_bytes(data)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(sample_store, tmp_path_factory) -> Path:
+    """A CrysGNN checkpoint (2 convolutions, 64-dim) pretrained for a few steps on the sample store."""
+    from crysgnn_models.pretrain.config import PretrainConfig
+    from crysgnn_models.pretrain.trainer import pretrain
+
+    out = tmp_path_factory.mktemp("teacher")
+    config = PretrainConfig(
+        data=str(sample_store), out=str(out), epochs=1, batch_size=32, device="cpu", model={"n_conv": 2}
+    )
+    return pretrain(config, progress=False).out / "last.pt"

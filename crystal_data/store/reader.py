@@ -18,6 +18,10 @@ from crystal_data.schema import SCHEMA_VERSION, label_units_of
 from crystal_data.store import layout
 from crystal_data.store.manifest import STORE_FORMAT
 
+_GRAPH_ARRAYS = ("atomic_numbers", "node_ptr", "edge_ptr", "edge_index", "edge_distance", "edge_image")
+_EXTRA_ARRAYS = {"alignn": ("edge_vector", "line_ptr", "line_index", "line_cos")}
+"""Arrays a graph kind stores besides the knn graphs' ones (docs/store.md)."""
+
 
 @dataclass(frozen=True, eq=False)
 class CrystalGraphSample:
@@ -34,6 +38,12 @@ class CrystalGraphSample:
     spacegroup_number: int | None
     crystal_system: str | None
     labels: dict[str, float | None] = field(default_factory=dict)
+    edge_vector: np.ndarray | None = None
+    """(E, 3) float32 displacement source -> target (ALIGNN graphs only; None otherwise)."""
+    line_index: np.ndarray | None = None
+    """(2, T) int32 line-graph pairs of this crystal's edge numbers (ALIGNN graphs only)."""
+    line_cos: np.ndarray | None = None
+    """(T,) float32 cosine of each pair's bond angle (ALIGNN graphs only)."""
 
     @property
     def num_nodes(self) -> int:
@@ -55,6 +65,11 @@ class GraphShard:
     edge_index: np.ndarray
     edge_distance: np.ndarray
     edge_image: np.ndarray
+    edge_vector: np.ndarray | None = None
+    """Line-graph featurizers (ALIGNN) only, like the three below; ``None`` for the knn graphs."""
+    line_ptr: np.ndarray | None = None
+    line_index: np.ndarray | None = None
+    line_cos: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.records.num_rows
@@ -209,23 +224,22 @@ class Store:
         group = zarr.open_group(
             self.path / layout.GRAPHS_DIR / self.graphs_hash / f"{self._shards[k]['name']}.zarr", mode="r"
         )
-        arrays = {
-            name: group[name][...]
-            for name in (
-                "atomic_numbers",
-                "node_ptr",
-                "edge_ptr",
-                "edge_index",
-                "edge_distance",
-                "edge_image",
-            )
-        }
+        names = _GRAPH_ARRAYS + _EXTRA_ARRAYS.get(self.graph_config.get("kind"), ())
+        arrays = {name: group[name][...] for name in names}
         return GraphShard(records=pq.read_table(self._records_file(k)), **arrays)
 
     def _sample(self, shard: GraphShard, row: int) -> CrystalGraphSample:
         n0, n1 = shard.node_ptr[row], shard.node_ptr[row + 1]
         e0, e1 = shard.edge_ptr[row], shard.edge_ptr[row + 1]
         columns = shard.columns
+        line = {}
+        if shard.line_ptr is not None:
+            t0, t1 = shard.line_ptr[row], shard.line_ptr[row + 1]
+            line = {
+                "edge_vector": shard.edge_vector[e0:e1],
+                "line_index": shard.line_index[:, t0:t1],
+                "line_cos": shard.line_cos[t0:t1],
+            }
         return CrystalGraphSample(
             uid=columns["uid"][row],
             atomic_numbers=shard.atomic_numbers[n0:n1],
@@ -237,6 +251,7 @@ class Store:
             spacegroup_number=columns["spacegroup_number"][row],
             crystal_system=columns["crystal_system"][row],
             labels={name: columns[name][row] for name in self.label_units},
+            **line,
         )
 
 

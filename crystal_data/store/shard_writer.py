@@ -105,9 +105,6 @@ def rejected_table(rejected: Sequence[Rejected], source: str) -> pa.Table:
 
 def write_graphs(path: Path, processed: Sequence[Processed], config: GraphConfig) -> None:
     """One Zarr v3 group per shard; ragged arrays concatenated, with ``node_ptr``/``edge_ptr`` offsets."""
-    import zarr
-    from zarr.codecs import BloscCodec
-
     graphs = [p.graph for p in processed]
     node_counts = np.array([p.record.nsites for p in processed], dtype=np.int64)
     edge_counts = np.array([g.num_edges for g in graphs], dtype=np.int64)
@@ -121,14 +118,20 @@ def write_graphs(path: Path, processed: Sequence[Processed], config: GraphConfig
         "edge_distance": _concat([g.edge_distance for g in graphs], (0,), np.float32),
         "edge_image": _concat([g.edge_image for g in graphs], (0, 3), np.int8),
     }
+    write_graph_group(path, arrays, config.to_dict(), [p.record.uid for p in processed])
+
+
+def write_graph_group(
+    path: Path, arrays: Mapping[str, np.ndarray], config: dict, uids: Sequence[str]
+) -> None:
+    """Write a shard's graph arrays as one Zarr v3 group (one Blosc-zstd chunk per array) with the
+    ``format``, ``graph_config``, ``num_graphs`` and ``uids`` attributes; any featurizer's shards."""
+    import zarr
+    from zarr.codecs import BloscCodec
+
     group = zarr.open_group(path, mode="w", zarr_format=3)
     group.attrs.update(
-        {
-            "format": GRAPH_FORMAT,
-            "graph_config": config.to_dict(),
-            "num_graphs": len(processed),
-            "uids": [p.record.uid for p in processed],
-        }
+        {"format": GRAPH_FORMAT, "graph_config": config, "num_graphs": len(uids), "uids": list(uids)}
     )
     for name, data in arrays.items():
         compressor = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle", typesize=data.dtype.itemsize)

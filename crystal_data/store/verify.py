@@ -76,6 +76,8 @@ def _check_counts(store: Path, manifest: dict) -> list[str]:
                 edge_index.min() < 0 or (edge_index >= np.repeat(nsites, np.diff(edge_ptr))).any()
             ):
                 problems.append(f"{where}: an edge points outside its graph")
+            elif "line_ptr" in group:
+                problems += _check_line_graph(where, group, edge_ptr)
             if graph_hash == manifest["default_graphs"]:
                 totals["nodes"] += int(node_ptr[-1])
                 totals["edges"] += int(edge_ptr[-1])
@@ -93,6 +95,20 @@ def _check_counts(store: Path, manifest: dict) -> list[str]:
             f"{store}: {counts['inputs']} inputs, {counts['records']} records + {counts['rejected']} rejected"
         )
     return problems
+
+
+def _check_line_graph(where: Path, group, edge_ptr: np.ndarray) -> list[str]:
+    """A line-graph featurizer's extra arrays (ALIGNN): offsets, lengths, pairs within their graph."""
+    line_ptr, line_index = group["line_ptr"][...], group["line_index"][...]
+    if group["edge_vector"].shape != (edge_ptr[-1], 3):
+        return [f"{where}: edge_vector does not match the edges"]
+    pairs = line_index.shape[1]
+    if len(line_ptr) != len(edge_ptr) or line_ptr[-1] != pairs or group["line_cos"].shape != (pairs,):
+        return [f"{where}: line-graph offsets do not match the array lengths"]
+    edges = np.repeat(np.diff(edge_ptr), np.diff(line_ptr))
+    if line_index.size and (line_index.min() < 0 or (line_index >= edges).any()):
+        return [f"{where}: a line-graph pair points outside its graph's edges"]
+    return []
 
 
 def _check_duplicate_map(store: Path, manifest: dict) -> list[str]:

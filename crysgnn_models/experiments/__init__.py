@@ -1,0 +1,1 @@
+"""Whole tables of the paper as one command (``crysgnn experiment TABLE``): runs, resume, report."""

@@ -1,0 +1,1 @@
+"""CrysGNN pretraining: the losses (:mod:`.losses`), the run configuration and the training loop."""

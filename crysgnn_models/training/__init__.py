@@ -1,0 +1,1 @@
+"""What pretraining and distillation share: devices and DDP, checkpoints, metric logs and plots."""
