@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 class PretrainConfig:
     """A CrysGNN pretraining run (``crysgnn pretrain``; method.md §5).
 
-    ``lr``: the reference script's default is 0.03 with Adam, which diverges here on small data
-    (docs/models.md); 1e-3 is ours. ``weights``: the four loss weights ``adjacency``, ``features``,
+    ``lr``: the reference script's default, 0.03 with Adam, is unusually high (method.md §5); ours
+    is 1e-3 (pass 0.03 to match the script). ``weights``: the four loss weights ``adjacency``, ``features``,
     ``spacegroup``, ``contrastive`` (0.25 each as in the paper; a zero weight skips the term).
     ``mask_ratio``: 0 reconstructs every atom's unmasked features (the reference); > 0 masks that
     fraction of atoms and predicts only theirs. ``model``: the fields of
