@@ -34,14 +34,11 @@ def embed_store(
     with progress_bar(progress, len(stream), "embed") as advance, torch.no_grad():
         for batch in stream:
             batch = batch.to(device)
-            nodes = teacher.embed(batch).float()
-            graph = torch.zeros(batch.num_graphs, nodes.shape[1], device=nodes.device)
-            graph.index_add_(0, batch.batch, nodes)
-            counts = torch.diff(batch.ptr).clamp(min=1).unsqueeze(1)
+            nodes, graph = teacher.model.encode(batch)  # graph: the mean of the normalised node embeddings
             rows.append(batch.index.cpu().numpy())
             numbers.append(batch.z.cpu().numpy().astype(np.uint8))
-            atoms.append(nodes.cpu().numpy())
-            crystals.append((graph / counts).cpu().numpy())
+            atoms.append(nodes.float().cpu().numpy())
+            crystals.append(graph.float().cpu().numpy())
             sizes.append(torch.diff(batch.ptr).cpu().numpy())
             advance(1)
     dim = teacher.model.config.node_dim

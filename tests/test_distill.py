@@ -184,22 +184,8 @@ def test_every_student_trains_from_the_cli(student, alpha, kwargs, store, tiny_t
     if student == "alignn" and "alignn" not in {
         g["kind"] for g in crystal_data.open(store).manifest["graphs"].values()
     }:
-        missing = CliRunner().invoke(
-            app,
-            [
-                "distill",
-                "--data",
-                str(store),
-                "--target",
-                TARGET,
-                "--out",
-                str(tmp_path / "x"),
-                "--student",
-                "alignn",
-                "--alpha",
-                "0",
-            ],
-        )
+        command = ["distill", "--data", str(store), "--target", TARGET, "--student", "alignn", "--alpha", "0"]
+        missing = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "x")])
         assert missing.exit_code == 2 and "crystal-data graphs" in missing.output
         add_graphs(store, AlignnGraphConfig(), progress=False)
     args = [

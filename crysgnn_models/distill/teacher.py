@@ -24,9 +24,10 @@ from crysgnn_models.loader import GraphBatch, GraphStream
 from crysgnn_models.loader.teacher import write_node_array_shards
 from crysgnn_models.models.crysgnn import CrysGNN, CrysGNNConfig
 from crysgnn_models.models.reference import load_reference_state_dict
-from crysgnn_models.training.checkpoint import FORMAT, file_sha256, load_checkpoint, store_fingerprint
+from crysgnn_models.training.checkpoint import FORMAT, load_checkpoint, store_fingerprint
 from crystal_data.home import data_home
 from crystal_data.progress import progress_bar
+from crystal_data.store.manifest import file_sha256
 from crystal_data.store.reader import Store
 
 log = logging.getLogger("crysgnn.teacher")
@@ -81,7 +82,7 @@ def load_teacher(path: str | Path) -> Teacher:
     else:
         model = load_reference_state_dict(CrysGNN(CrysGNNConfig(compat=True)), raw)
         reference = True
-    return Teacher(freeze(model), file_sha256(path), str(path), reference)
+    return Teacher(freeze(model), file_sha256(Path(path)), str(path), reference)
 
 
 def cache_key(teacher: Teacher, store: str | Path, graphs: str) -> str:

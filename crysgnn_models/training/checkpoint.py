@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from crystal_data.store.manifest import file_sha256
 
 FORMAT = "crysgnn_models.checkpoint/1"
 
@@ -39,14 +40,6 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]
     if kind is not None and payload.get("kind") != kind:
         raise ValueError(f"{path}: a {payload.get('kind')!r} checkpoint, expected {kind!r}")
     return payload
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def store_fingerprint(store_path: str | Path) -> str:
