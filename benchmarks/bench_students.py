@@ -1,10 +1,10 @@
 """Train-step throughput of the students against a CGCNN student on the same crystals.
 
 One train step = forward, loss, backward and optimizer step (AdamW at the student's own defaults, the
-baseline's Adam at lr 3e-3), on CPU, with the students at their paper sizes. The loss is the
-distillation loss with α = 0.5: MSE of the prediction against the normalised target plus MSE of the
-L2-normalised ``nodes`` against fixed random unit-norm stand-ins for precomputed teacher embeddings,
-so the distillation branch (ALIGNN's 256 -> 64 projection) is part of every step.
+baseline's Adam at lr 3e-3), on CPU or ``--device cuda``, with the students at their paper sizes. The
+loss is the distillation loss with α = 0.5: MSE of the prediction against the normalised target plus
+MSE of the L2-normalised ``nodes`` against fixed random unit-norm stand-ins for precomputed teacher
+embeddings, so the distillation branch (ALIGNN's 256 -> 64 projection) is part of every step.
 
 Batches are consecutive crystals of one shard of ``--store``, cut from the shard's flat arrays by
 :func:`knn_batches` (vectorised slicing). ALIGNN reads its own graph: ``crystal_data.graphs.alignn``
@@ -19,6 +19,7 @@ ALIGNN's steps allocate and free gigabytes). The first ``--warmup`` rounds are n
 
     .venv/bin/python benchmarks/bench_students.py --store /tmp/store-33k-b --batch-size 64 --steps 20
     .venv/bin/python benchmarks/bench_students.py --store sample --model gatgnn   # the shipped 200 crystals
+    .venv/bin/python benchmarks/bench_students.py --store STORE --shard 5 --batch-size 128 --device cuda
 """
 
 from __future__ import annotations
@@ -123,16 +124,21 @@ class Trainer:
     def __init__(
         self, name: str, model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[GraphBatch]
     ):
-        self.name, self.model, self.optimizer, self.batches = name, model.train(), optimizer, batches
+        device = next(model.parameters()).device
+        self.name, self.model, self.optimizer = name, model.train(), optimizer
+        self.batches = [b.to(device) for b in batches]
         gen = torch.Generator().manual_seed(0)
         self.teachers = [
-            F.normalize(torch.randn(b.num_nodes, TEACHER_DIM, generator=gen), dim=1) for b in batches
+            F.normalize(torch.randn(b.num_nodes, TEACHER_DIM, generator=gen), dim=1).to(device)
+            for b in batches
         ]
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         self.times: list[float] = []
         self.graphs = 0
 
     def step(self, k: int, timed: bool) -> None:
         batch, teacher = self.batches[k % len(self.batches)], self.teachers[k % len(self.batches)]
+        self.sync()
         start = time.perf_counter()
         out = self.model(batch)
         prediction_loss = F.mse_loss(out.prediction, batch.y)
@@ -141,6 +147,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.sync()
         if timed:
             self.times.append(time.perf_counter() - start)
             self.graphs += batch.num_graphs
@@ -150,13 +157,14 @@ class Trainer:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def baseline(batches: list[GraphBatch]) -> Trainer:
+def baseline(batches: list[GraphBatch], device: torch.device) -> Trainer:
     torch.manual_seed(0)
-    model = CGCNNBaseline()
+    model = CGCNNBaseline().to(device)
     return Trainer("CGCNN (baseline)", model, torch.optim.Adam(model.parameters(), lr=3e-3), batches)
 
 
 def student(name: str, model: nn.Module, defaults: TrainingDefaults, batches: list[GraphBatch]) -> Trainer:
+    """``model`` already on its device."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=defaults.lr, weight_decay=defaults.weight_decay)
     return Trainer(name, model, optimizer, batches)
 
@@ -197,8 +205,10 @@ def main() -> None:
     parser.add_argument("--distinct", type=int, default=4, help="distinct batches, cycled")
     parser.add_argument("--model", choices=["gatgnn", "alignn", "all"], default="all")
     parser.add_argument("--threads", type=int, default=usable_cores())
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
 
     with tempfile.TemporaryDirectory() as workdir:
         store = open_store(args.store, Path(workdir))
@@ -210,16 +220,16 @@ def main() -> None:
     if not knn:
         raise SystemExit(f"shard {args.shard} holds fewer than {args.batch_size} crystals")
 
-    trainers = [baseline(knn)]
+    trainers = [baseline(knn, device)]
     info = {trainers[0].name: batch_sizes(knn, False)}
     if args.model in ("gatgnn", "all"):
         torch.manual_seed(0)
-        trainers.append(student("GATGNN", gatgnn.GATGNN(), gatgnn.DEFAULTS, knn))
+        trainers.append(student("GATGNN", gatgnn.GATGNN().to(device), gatgnn.DEFAULTS, knn))
         info["GATGNN"] = info[trainers[0].name]
     if args.model in ("alignn", "all"):
         line = [with_alignn_graphs(b, shard) for b in knn]
         torch.manual_seed(0)
-        trainers.append(student("ALIGNN", alignn.ALIGNN(), alignn.DEFAULTS, line))
+        trainers.append(student("ALIGNN", alignn.ALIGNN().to(device), alignn.DEFAULTS, line))
         info["ALIGNN"] = batch_sizes(line, True)
     # Interleaved rounds, so that load from other processes falls on all models alike; in each round a
     # model takes an untimed step first, which re-warms caches and the allocator after the others.
@@ -241,7 +251,9 @@ def main() -> None:
     print(
         f"store {store.path}, shard {args.shard}, batch {args.batch_size}, {args.steps} timed steps "
         f"({args.warmup} warm-up), {len(knn)} distinct batches; torch {torch.__version__}, "
-        f"{args.threads} threads, {cpu_model()}, Python {platform.python_version()}\n"
+        f"{args.threads} threads, {cpu_model()}, Python {platform.python_version()}, device {device}"
+        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+        + "\n"
     )
     table = [
         [

@@ -134,10 +134,25 @@ def distill(
     student_args: Annotated[
         str | None, typer.Option(help="Student constructor arguments as JSON, e.g. '{\"hidden\": 128}'.")
     ] = None,
+    train_with: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="More training data, e.g. 'data=mp2018,target=e_form' (its train split; optional "
+            "scheme=, split=, split_seed=). Repeatable."
+        ),
+    ] = None,
+    test_on: Annotated[
+        str | None,
+        typer.Option(help="Test on other data, e.g. 'data=oqmd-exp,target=e_form_expt' (all of it)."),
+    ] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="Fine-tune from a finished run of the same student (its model.pt).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Progress bar.")] = True,
 ) -> None:
     """Train a student on one target, distilled from a frozen CrysGNN (or vanilla with --alpha 0);
-    select on validation, score test once."""
+    select on validation, score test once. --test-on, --init and --train-with give the DFT-plus-experiment
+    protocol (docs/models.md §6)."""
     from crysgnn_models.distill.config import DistillConfig
     from crysgnn_models.distill.trainer import distill as run
 
@@ -160,8 +175,11 @@ def distill(
         num_workers=workers,
         offline=offline or None,
         student_kwargs=json.loads(student_args) if student_args else {},
+        init=str(init) if init else None,
     )
     try:
+        config.train_with = [_data_ref(text) for text in train_with or []]
+        config.test_on = _data_ref(test_on) if test_on else None
         result = run(config, progress=progress)
     except (FileNotFoundError, ValueError, KeyError) as error:
         raise _fail(str(error)) from error
@@ -170,10 +188,23 @@ def distill(
     typer.echo(f"{student} alpha={alpha:g}: MAE {maes} {unit} (best epoch {result.best_epoch}); {result.out}")
 
 
+def _data_ref(text: str) -> dict:
+    """``data=NAME,target=LABEL[,scheme=S][,split=X][,split_seed=K]`` as a dict."""
+    pairs = [part.partition("=") for part in text.split(",")]
+    if any(not sep or not key.strip() for key, sep, _ in pairs):
+        raise ValueError(
+            f"{text!r}: expected comma-separated key=value pairs, e.g. data=mp2018,target=e_form"
+        )
+    ref = {key.strip(): value.strip() for key, _, value in pairs}
+    if "split_seed" in ref:
+        ref["split_seed"] = int(ref["split_seed"])
+    return ref
+
+
 @app.command()
 def evaluate(
     model: Annotated[Path, typer.Argument(help="model.pt written by `crysgnn distill`.")],
-    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
     data: Annotated[str | None, typer.Option(help="Other data (default: the model's own).")] = None,
     target: Annotated[str | None, typer.Option(help="Other target (default: the model's own).")] = None,
     split_scheme: Annotated[str | None, typer.Option(help="Other split scheme.")] = None,
@@ -243,6 +274,12 @@ def experiment(
         list[str] | None, typer.Option(help="NAME=STORE: read the table's dataset NAME from a store path.")
     ] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the table's).")] = None,
+    rows: Annotated[
+        str | None, typer.Option(help="Comma-separated rows to run (labels or folder names; default all).")
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option(help="Comma-separated columns to run, e.g. cgcnn,cgcnn-D (default all).")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override every run's epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Override every run's batch size.")] = None,
     student_args: Annotated[
@@ -260,11 +297,15 @@ def experiment(
 
     from crysgnn_models.experiments.report import write_report
     from crysgnn_models.experiments.runner import plan_runs, run_table
-    from crysgnn_models.experiments.table import load_table
+    from crysgnn_models.experiments.table import load_table, select
 
     _log_to_stderr()
     try:
-        spec = load_table(table)
+        spec = select(
+            load_table(table),
+            rows=rows.split(",") if rows else None,
+            columns=columns.split(",") if columns else None,
+        )
         if seeds:
             spec = replace(spec, seeds=tuple(int(s) for s in seeds.split(",")))
         paths = dict(item.split("=", 1) for item in data or [])

@@ -24,14 +24,18 @@ class LabelledGraph(NamedTuple):
     y: float | None
 
 
-def shard_cache_size(manifest: dict, budget_bytes: int) -> int:
+def shard_cache_size(manifest: dict, budget_bytes: int, graphs: str | None = None) -> int:
     """How many shards fit in ``budget_bytes`` once read (estimated from the manifest's counts: the
-    records' columns and Python label lists, node and edge arrays), at least 2."""
+    records' columns and Python label lists, node and edge arrays; ``graphs`` is the featurizer's
+    hash, default the store's default), at least 2."""
     shards = manifest["shards"]
     if not shards:
         return 2
-    # Calibrated on the 33K Materials Project store: 14.6 MB measured per shard of 2,048 crystals.
-    largest = max(s["records"] * 3500 + s["nodes"] * 64 + s["edges"] * 16 for s in shards)
+    kind = manifest["graphs"][graphs or manifest["default_graphs"]].get("kind", "knn-multigraph")
+    # Calibrated on the 33K Materials Project store: 14.6 MB measured per shard of 2,048 crystals. ALIGNN
+    # graphs hold about 1.2 edges and 14 line pairs (12 bytes each) per knn edge, plus edge vectors.
+    per_edge = 230 if kind == "alignn" else 16
+    largest = max(s["records"] * 3500 + s["nodes"] * 64 + s["edges"] * per_edge for s in shards)
     return max(2, min(len(shards), budget_bytes // max(largest, 1)))
 
 
@@ -76,7 +80,9 @@ class CrystalDataset:
         if self._store is None:
             probe = Store(self.store_path, self.graphs)
             self._store = Store(
-                self.store_path, self.graphs, cache_shards=shard_cache_size(probe.manifest, self.cache_bytes)
+                self.store_path,
+                self.graphs,
+                cache_shards=shard_cache_size(probe.manifest, self.cache_bytes, self.graphs),
             )
         return self._store
 

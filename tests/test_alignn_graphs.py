@@ -268,6 +268,28 @@ def test_load_a_store_path_with_alignn_graphs(four_shards, with_alignn):
         crystal_data.load(four_shards, graph=CONFIG)
 
 
+def test_torch_view_batches_line_graphs_like_the_loader(with_alignn):
+    import torch
+    from torch_geometric.data import Batch
+
+    from crysgnn_models.loader import GraphStream
+    from crystal_data.dataset import shard_cache_size
+
+    ds = crystal_data.load(with_alignn, graph=CONFIG)
+    pyg = Batch.from_data_list([ds.to_torch()[i] for i in range(6)])
+    ours = next(iter(GraphStream(with_alignn, batch_size=6, shuffle=False, graphs=CONFIG.hash)))
+    for name in ("edge_index", "edge_vector", "line_index", "line_cos"):
+        assert torch.equal(getattr(pyg, name), getattr(ours, name).to(getattr(pyg, name).dtype)), name
+    first = ds[0].graph
+    # the second crystal's pairs are offset by the first crystal's edges
+    assert int(pyg.line_index[:, len(first.line_cos)].min()) >= first.num_edges
+    # e1 ends at the atom e2 starts from, across the whole batch
+    assert torch.equal(pyg.edge_index[1, pyg.line_index[0]], pyg.edge_index[0, pyg.line_index[1]])
+    manifest = json.loads((with_alignn / "manifest.json").read_text())
+    budget = 10 * 2**20
+    assert shard_cache_size(manifest, budget, CONFIG.hash) < shard_cache_size(manifest, budget, None)
+
+
 def test_load_a_named_dataset_with_alignn_graphs(tmp_path, monkeypatch):
     from crystal_data.datasets.cache import OFFLINE_ENV
     from crystal_data.home import HOME_ENV

@@ -15,7 +15,7 @@ import zarr
 from torch_geometric.data import Batch
 
 import crystal_data
-from crysgnn_models.loader import GraphLoader, GraphStream, write_node_array_shards
+from crysgnn_models.loader import GraphLoader, GraphStream, MixedStream, write_node_array_shards
 from crysgnn_models.loader import stream as stream_module
 from crysgnn_models.loader.order import epoch_order
 from crysgnn_models.loader.partition import rank_batches
@@ -371,3 +371,63 @@ def test_from_dataset(store_path, tmp_path):
     assert rows_of(batches) == sorted(train.rows.tolist())
     y_by_row = dict(zip(train.rows.tolist(), train.y.astype(np.float32).tolist()))
     assert [float(v) for b in batches for v in b.y] == [y_by_row[r] for r in rows_of(batches)]
+
+
+# ------------------------------------------------------------------------------------- MixedStream
+def mixed(store_path, labels, seed=5, **kwargs) -> MixedStream:
+    """Even rows (batches of 12) and odd rows from the 20th on, as two streams."""
+    evens, odds = np.arange(0, 200, 2), np.arange(21, 200, 2)
+    parts = [
+        GraphStream(store_path, rows, batch_size=12, buffer_shards=2, y=labels[rows], **kwargs)
+        for rows in (evens, odds)
+    ]
+    return MixedStream(parts, seed=seed)
+
+
+def test_mixed_stream_interleaves_each_streams_own_batches(store_path, labels):
+    stream = mixed(store_path, labels)
+    assert len(stream) == 9 + 8  # ceil(100 / 12) + ceil(90 / 12)
+    stream.set_epoch(3)
+    batches = list(stream)
+    labels_of = stream.labels()
+    assert sorted(labels_of.tolist()) == [0] * 9 + [1] * 8
+    assert labels_of.tolist() != sorted(labels_of.tolist())  # shuffled: not one stream after the other
+    for k in (0, 1):  # each stream's batches, in its own order, exactly as the stream alone yields them
+        alone = mixed(store_path, labels).streams[k]
+        alone.set_epoch(3)
+        ours = [b for b, label in zip(batches, labels_of) if label == k]
+        for a, b in zip(ours, alone, strict=True):
+            assert torch.equal(a.index, b.index) and torch.equal(a.edge_index, b.edge_index)
+            assert torch.equal(a.y, b.y)
+    rows = rows_of(batches)
+    assert sorted(rows) == sorted([*range(0, 200, 2), *range(21, 200, 2)])  # every crystal once
+    again = mixed(store_path, labels)
+    again.set_epoch(3)
+    assert rows_of(again) == rows  # a function of (seed, epoch)
+    again.set_epoch(4)
+    assert rows_of(again) != rows
+    unshuffled = mixed(store_path, labels, shuffle=False)
+    assert unshuffled.labels().tolist() == [0] * 9 + [1] * 8
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_mixed_stream_resumes_mid_epoch(store_path, labels, workers):
+    full = GraphLoader(mixed(store_path, labels), num_workers=workers)
+    full.set_epoch(2)
+    expected = rows_of(full)
+    first = GraphLoader(mixed(store_path, labels), num_workers=workers)
+    first.set_epoch(2)
+    taken = []
+    for batch in first:
+        taken.append(batch)
+        if len(taken) == 7:
+            break
+    resumed = GraphLoader(mixed(store_path, labels, seed=0), num_workers=workers)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))  # restores seed 5 everywhere
+    assert [s.seed for s in resumed.stream.streams] == [5, 5]
+    assert rows_of(taken) + rows_of(resumed) == expected
+
+
+def test_mixed_stream_refuses_streams_that_do_not_fit(store_path):
+    with pytest.raises(ValueError, match="share batch_size"):
+        MixedStream([GraphStream(store_path, batch_size=12), GraphStream(store_path, batch_size=8)])

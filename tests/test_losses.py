@@ -29,7 +29,6 @@ from tests.test_models import make_batch, sparse_crystal
 WEIGHTS = torch.tensor([0.1, 1.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
 
 
-
 @pytest.fixture(scope="module")
 def samples(sample_store):
     store = crystal_data.open(sample_store)

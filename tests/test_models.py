@@ -68,7 +68,6 @@ def sparse_crystal() -> Crystal:
     )
 
 
-
 @pytest.fixture(scope="module")
 def samples(sample_store):
     store = crystal_data.open(sample_store)

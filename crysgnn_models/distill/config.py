@@ -14,6 +14,14 @@ class DistillConfig:
     (:data:`~crysgnn_models.models.defaults.TrainingDefaults` in each model module). ``scheme`` and
     ``split_seed`` pick the split (``crystal_data.load``); ``seed`` the initialisation and shuffling.
     Selection is on validation MAE; the test split is scored once, at the end.
+
+    The DFT-plus-experiment protocol (docs/models.md §6): ``train_with`` lists more labelled datasets
+    whose train split (or the split they name) joins the training data, each ``{"data", "target",
+    "scheme", "split_seed", "split"}`` (the last three optional); ``test_on``, in the same form, is
+    the test set instead of ``data``'s test split (all of it unless it names a split). Validation is
+    always ``data``'s. Every target must have the same unit. ``init``: fine-tune from a finished run of
+    the same student (its ``model.pt``): its weights and its target normaliser are the starting point
+    (the DFT-then-experiment variant).
     """
 
     data: str
@@ -37,6 +45,9 @@ class DistillConfig:
     num_workers: int = 0
     offline: bool | None = None
     student_kwargs: dict = field(default_factory=dict)
+    train_with: list[dict] = field(default_factory=list)
+    test_on: dict | None = None
+    init: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -91,27 +91,35 @@ def evaluate_saved(
     offline: bool | None = None,
     batch_size: int = 256,
 ) -> Predictions:
-    """Re-score a saved student (``model.pt``) on ``split`` of its own data, or of ``data``/``target``."""
+    """Re-score a saved student (``model.pt``) on ``split`` of its own data (``test``: what the run was
+    tested on, its ``test_on`` dataset if it had one), or of ``data``/``target``."""
     import crystal_data
+    from crysgnn_models.distill.config import DistillConfig
+    from crysgnn_models.distill.data import primary_ref, test_ref
     from crysgnn_models.distill.students import graphs_for
     from crysgnn_models.models.registry import student_spec
     from crysgnn_models.training.checkpoint import load_checkpoint
     from crysgnn_models.training.distributed import pick_device
+    from crystal_data.splits import canonical_split
 
     state = load_checkpoint(model_path, kind="student")
     spec = student_spec(state["student"])
     cls, _ = spec.load()
     model = cls(**state["student_kwargs"])
     model.load_state_dict(state["model"])
-    saved = state["config"]
-    dataset = crystal_data.load(
-        data or saved["data"],
-        split=split,
-        target=target or saved["target"],
-        scheme=scheme if scheme is not None else saved["scheme"],
-        seed=split_seed if split_seed is not None else saved["split_seed"],
-        offline=offline,
-    )
+    saved = DistillConfig.from_dict(state["config"])
+    if data is None and target is None and scheme is None and split_seed is None:
+        split = canonical_split(split)
+        dataset = (test_ref(saved) if split == "test" else primary_ref(saved, split)).load(offline)
+    else:
+        dataset = crystal_data.load(
+            data or saved.data,
+            split=split,
+            target=target or saved.target,
+            scheme=scheme if scheme is not None else saved.scheme,
+            seed=split_seed if split_seed is not None else saved.split_seed,
+            offline=offline,
+        )
     chosen = pick_device(device)
     stream = GraphStream.from_dataset(
         dataset, batch_size=batch_size, shuffle=False, graphs=graphs_for(spec, dataset.store_path)

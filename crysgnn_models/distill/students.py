@@ -1,4 +1,5 @@
-"""Building a student by name, and picking the store featurizer it reads."""
+"""Building a student by name (fresh, or from a finished run's weights), and picking the store
+featurizer it reads."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from pathlib import Path
 
 from torch import nn
 
+from crysgnn_models.distill.normalizer import Normalizer
 from crysgnn_models.distill.teacher import Teacher
 from crysgnn_models.models.defaults import TrainingDefaults
 from crysgnn_models.models.registry import StudentSpec
+from crysgnn_models.training.checkpoint import load_checkpoint
 from crystal_data.store import layout
+from crystal_data.store.manifest import file_sha256
 
 
 def build_student(
@@ -23,6 +27,20 @@ def build_student(
             raise ValueError(f"{spec.name} starts from a pretrained CrysGNN: give --teacher CKPT")
         return cls.from_crysgnn(teacher.model, **kwargs), defaults
     return cls(**kwargs), defaults
+
+
+def initial_weights(path: str | Path, spec: StudentSpec, kwargs: dict) -> tuple[dict, Normalizer, dict]:
+    """The weights and target normaliser of a finished run of the same student (its ``model.pt``), to
+    fine-tune from, and what identifies them (path, sha256)."""
+    state = load_checkpoint(path, kind="student")
+    if state["student"] != spec.name:
+        raise ValueError(f"{path}: a {state['student']} model, but this run trains {spec.name}")
+    if state["student_kwargs"] != kwargs:
+        raise ValueError(
+            f"{path}: built with {state['student_kwargs']}, this run's student with {kwargs}: the weights "
+            "do not fit"
+        )
+    return state["model"], Normalizer(**state["normalizer"]), {"path": str(path), "sha256": file_sha256(path)}
 
 
 def graphs_for(spec: StudentSpec, store: str | Path) -> str | None:

@@ -1,6 +1,7 @@
 """Train one student on one split, vanilla (alpha = 0) or distilled from a frozen CrysGNN teacher.
 
-Top to bottom: the splits, the target normaliser (training split only), the teacher's cached
+Top to bottom: the splits (with any ``train_with`` / ``test_on`` datasets), the target normaliser
+(training data only; a fine-tuned run keeps its starting run's), the teacher's cached
 embeddings, the student and its optimiser, epochs with validation after each, the best-on-validation
 weights, then the test split scored once. Writes ``model.pt``, ``results.json``, ``history.csv``,
 ``parity.png`` and ``predictions.parquet`` into ``out``.
@@ -19,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import crystal_data
 from crysgnn_models.distill.config import DistillConfig
+from crysgnn_models.distill.data import load_run_data
 from crysgnn_models.distill.evaluate import predict, write_predictions
 from crysgnn_models.distill.losses import distillation_loss
 from crysgnn_models.distill.normalizer import Normalizer
 from crysgnn_models.distill.optim import make_optimizer, make_scheduler
-from crysgnn_models.distill.students import build_student, graphs_for
+from crysgnn_models.distill.students import build_student, graphs_for, initial_weights
 from crysgnn_models.distill.teacher import load_teacher, teacher_embeddings
-from crysgnn_models.loader import GraphLoader, GraphStream
+from crysgnn_models.loader import GraphLoader, GraphStream, MixedStream
 from crysgnn_models.models.registry import student_spec
 from crysgnn_models.training.checkpoint import save_checkpoint, store_fingerprint
 from crysgnn_models.training.distributed import pick_device
@@ -65,27 +66,21 @@ def distill(config: DistillConfig, progress: bool = True) -> DistillResult:
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
 
-    # data: the three splits of one target, each split's rows read straight from the store's shards
-    splits = {
-        name: crystal_data.load(
-            config.data,
-            split=name,
-            target=config.target,
-            scheme=config.scheme,
-            seed=config.split_seed,
-            offline=config.offline,
-        )
-        for name in ("train", "val", "test")
-    }
-    store = splits["train"].store_path
-    normalizer = Normalizer.fit(splits["train"].y)
-    graphs = graphs_for(spec, store)
+    # data: the splits of one target (plus any train_with / test_on datasets), read from the stores
+    data = load_run_data(config)
+    store = data.train[0].store_path
+    normalizer = Normalizer.fit(np.concatenate([ds.y for ds in data.train]))
+    graphs = {ds.store_path: graphs_for(spec, ds.store_path) for ds in (*data.train, data.val, data.test)}
 
-    # teacher: frozen, its embeddings of every crystal computed once and cached
+    # teacher: frozen, its embeddings of every training crystal computed once per store and cached
     teacher = load_teacher(config.teacher) if config.teacher else None
-    teacher_folder = None
+    teacher_folders = {}
     if teacher is not None and config.alpha > 0:
-        teacher_folder = teacher_embeddings(teacher, store, device=device, progress=progress)
+        for ds in data.train:
+            if ds.store_path not in teacher_folders:
+                teacher_folders[ds.store_path] = teacher_embeddings(
+                    teacher, ds.store_path, device=device, progress=progress
+                )
 
     # student and optimiser, with the student's paper defaults unless overridden
     student, defaults = build_student(spec, config.student_kwargs, teacher)
@@ -93,19 +88,30 @@ def distill(config: DistillConfig, progress: bool = True) -> DistillResult:
     saved_kwargs = dict(config.student_kwargs)
     if spec.needs_pretrained:  # rebuilt later without the teacher: keep the encoder's architecture
         saved_kwargs["config"] = student.config.to_dict()
+    init_info = None
+    if config.init:  # fine-tuning a finished run: its weights, and its normaliser (the head's units)
+        weights, normalizer, init_info = initial_weights(config.init, spec, saved_kwargs)
+        student.load_state_dict(weights)
     settings = _settings(config, defaults)
-    train_stream = GraphStream.from_dataset(
-        splits["train"],
-        batch_size=settings["batch_size"],
-        shuffle=True,
-        seed=config.seed,
-        teacher=teacher_folder,
-        graphs=graphs,
+    train_streams = [
+        GraphStream.from_dataset(
+            ds,
+            batch_size=settings["batch_size"],
+            shuffle=True,
+            seed=config.seed,
+            teacher=teacher_folders.get(ds.store_path),
+            graphs=graphs[ds.store_path],
+        )
+        for ds in data.train
+    ]
+    train_stream = (
+        train_streams[0] if len(train_streams) == 1 else MixedStream(train_streams, seed=config.seed)
     )
     train_loader = GraphLoader(train_stream, num_workers=config.num_workers, pin_memory=device.type == "cuda")
+    evaluated = {"train": data.train[0], "val": data.val, "test": data.test}  # train: the run's own
     eval_streams = {
-        name: GraphStream.from_dataset(splits[name], batch_size=256, shuffle=False, graphs=graphs)
-        for name in ("train", "val", "test")
+        name: GraphStream.from_dataset(ds, batch_size=256, shuffle=False, graphs=graphs[ds.store_path])
+        for name, ds in evaluated.items()
     }
     optimizer = make_optimizer(student, settings)
     scheduler = make_scheduler(optimizer, settings, steps_per_epoch=len(train_loader))
@@ -172,16 +178,18 @@ def distill(config: DistillConfig, progress: bool = True) -> DistillResult:
     student.load_state_dict(best_state)
     scored = {name: predict(student, stream, normalizer, device) for name, stream in eval_streams.items()}
     mae = {name: float(np.mean(np.abs(p.prediction - p.target))) for name, p in scored.items()}
-    unit = splits["train"].unit
+    unit = data.unit
     data_info = {
         "name": config.data,
         "store": str(store),
         "manifest_sha256": store_fingerprint(store),
-        "graphs": graphs,
+        "graphs": graphs[store],
         "target": config.target,
         "unit": unit,
-        "scheme": splits["train"].scheme.name if splits["train"].scheme else None,
-        "sizes": {name: len(ds) for name, ds in splits.items()},
+        "scheme": data.train[0].scheme.name if data.train[0].scheme else None,
+        "sizes": data.sizes(),
+        "train_with": [_describe(ds, graphs) for ds in data.train[1:]],
+        "test_on": _describe(data.test, graphs) if config.test_on else None,
     }
     teacher_info = (
         {"path": teacher.path, "sha256": teacher.sha256, "reference": teacher.reference} if teacher else None
@@ -198,6 +206,7 @@ def distill(config: DistillConfig, progress: bool = True) -> DistillResult:
         "parameters": sum(p.numel() for p in student.parameters()),
         "data": data_info,
         "teacher": teacher_info,
+        "init": init_info,
         "training": settings,
         "config": config.to_dict(),
         "normalizer": normalizer.to_dict(),
@@ -227,6 +236,19 @@ def distill(config: DistillConfig, progress: bool = True) -> DistillResult:
         best_epoch,
     )
     return DistillResult(out, mae, best_epoch, results)
+
+
+def _describe(ds, graphs: dict) -> dict:
+    return {
+        "name": ds.name,
+        "store": str(ds.store_path),
+        "manifest_sha256": store_fingerprint(ds.store_path),
+        "graphs": graphs[ds.store_path],
+        "target": ds.target,
+        "split": ds.split,
+        "scheme": ds.scheme.name if ds.scheme else None,
+        "size": len(ds),
+    }
 
 
 def _settings(config: DistillConfig, defaults) -> dict:

@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from crysgnn_models.distill.config import DistillConfig
-from crysgnn_models.distill.trainer import RESULTS, distill
-from crysgnn_models.experiments.table import Column, Row, Table
+from crysgnn_models.distill.trainer import MODEL, RESULTS, distill
+from crysgnn_models.experiments.table import Column, Row, Table, slug
 
 log = logging.getLogger("crysgnn.experiment")
 
@@ -31,13 +31,16 @@ class Run:
 
 def plan_runs(table: Table, out: str | Path) -> list[Run]:
     """Every cell's runs, in table order: ``out/runs/<row>/<column>/seed-<k>/``."""
-    out = Path(out)
     return [
-        Run(row, column, seed, out / "runs" / row.slug / column.key / f"seed-{seed}")
+        Run(row, column, seed, run_folder(out, row.slug, column, seed))
         for row in table.rows
         for column in table.columns
         for seed in table.seeds
     ]
+
+
+def run_folder(out: str | Path, row_slug: str, column: Column, seed: int) -> Path:
+    return Path(out) / "runs" / row_slug / column.key / f"seed-{seed}"
 
 
 def run_table(
@@ -68,7 +71,13 @@ def run_table(
             )
             continue
         log.info("[%d/%d] %s / %s / seed %d", number, len(runs), run.row.label, run.column.key, run.seed)
-        distill(run_config(run, settings, teacher, data_paths or {}, device, offline), progress=progress)
+        config = run_config(run, settings, teacher, data_paths or {}, device, offline)
+        if run.row.init_from is not None:
+            start = run_folder(out, slug(run.row.init_from), run.column, run.seed) / MODEL
+            if not start.is_file():
+                raise ValueError(f"{start}: the run {run.row.label!r} starts from has not finished")
+            config = replace(config, init=str(start))
+        distill(config, progress=progress)
     return runs
 
 
@@ -81,6 +90,10 @@ def run_config(
     offline: bool | None,
 ) -> DistillConfig:
     uses_teacher = run.column.alpha > 0 or run.column.student == "crysgnn-finetuned"
+
+    def located(ref: dict) -> dict:
+        return {**ref, "data": data_paths.get(ref["data"], ref["data"])}
+
     config = DistillConfig(
         data=data_paths.get(run.row.data, run.row.data),
         target=run.row.target,
@@ -93,6 +106,8 @@ def run_config(
         device=device,
         offline=offline,
         student_kwargs=dict(settings.get("student_kwargs", {}).get(run.column.student, {})),
+        train_with=[located(ref) for ref in run.row.train_with],
+        test_on=located(run.row.test_on) if run.row.test_on else None,
     )
     return replace(config, **{key: settings[key] for key in TRAINING_KEYS if key in settings})
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from torch.utils.data import DataLoader
 
 from crysgnn_models.loader.batch import GraphBatch
+from crysgnn_models.loader.mixed import MixedStream
 from crysgnn_models.loader.stream import GraphStream
 
 IDENTITY = ("batch_size", "world_size", "buffer_shards", "shuffle", "drop_last", "order_digest")
@@ -14,8 +15,9 @@ IDENTITY = ("batch_size", "world_size", "buffer_shards", "shuffle", "drop_last",
 
 
 class GraphLoader:
-    """Iterates ``stream`` through ``torch.utils.data.DataLoader(batch_size=None)`` and counts the
-    batches handed out (in this process), so that :meth:`state_dict` / :meth:`load_state_dict` resume
+    """Iterates ``stream`` (a :class:`GraphStream` or :class:`MixedStream`) through
+    ``torch.utils.data.DataLoader(batch_size=None)`` and counts the batches handed out (in this
+    process), so that :meth:`state_dict` / :meth:`load_state_dict` resume
     at exactly the next batch; the batches skipped are not read.
 
     Epochs: iterating runs the current epoch from the current step; once it is exhausted the loader
@@ -27,7 +29,7 @@ class GraphLoader:
 
     def __init__(
         self,
-        stream: GraphStream,
+        stream: GraphStream | MixedStream,
         *,
         num_workers: int = 0,
         pin_memory: bool = False,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from torch.utils.data import get_worker_info
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,10 @@ def worker_batches(num_batches: int, start: int, worker: int, num_workers: int) 
     """The rank's batch numbers worker ``worker`` makes, resuming at batch ``start``: the j-th remaining
     batch goes to worker j % num_workers, which is the order a DataLoader collects them in."""
     return np.arange(start + worker, num_batches, num_workers, dtype=np.int64)
+
+
+def this_workers_batches(num_batches: int, start: int) -> np.ndarray:
+    """:func:`worker_batches` for the DataLoader worker this runs in (every batch outside workers)."""
+    info = get_worker_info()
+    worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
+    return worker_batches(num_batches, start, worker, num_workers)

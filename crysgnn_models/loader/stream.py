@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset
 
 from crysgnn_models.loader.arrays import TEACHER_ARRAY, arrays_for_kind
 from crysgnn_models.loader.batch import GraphBatch
 from crysgnn_models.loader.collate import collate, take
 from crysgnn_models.loader.order import EpochOrder, epoch_order, shard_of_rows
-from crysgnn_models.loader.partition import rank_batches, worker_batches
+from crysgnn_models.loader.partition import rank_batches, this_workers_batches
 from crysgnn_models.loader.shards import ShardSource
 from crysgnn_models.loader.window import Window, load_window
 from crystal_data.store.reader import Store
@@ -139,17 +139,18 @@ class GraphStream(IterableDataset):
         )
 
     def __iter__(self) -> Iterator[GraphBatch]:
-        info = get_worker_info()
-        worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        mine = worker_batches(len(self), self.step, worker, num_workers)
+        mine = this_workers_batches(len(self), self.step)
         if len(mine) == 0:
             return
         order = self.epoch_order()
         windows: dict[int, Window] = {}
         for j in mine:
-            yield self._batch(order, int(self._batches.starts[j]), int(self._batches.stops[j]), windows)
+            yield self.batch_at(order, int(j), windows)
 
-    def _batch(self, order: EpochOrder, start: int, stop: int, windows: dict[int, Window]) -> GraphBatch:
+    def batch_at(self, order: EpochOrder, j: int, windows: dict[int, Window]) -> GraphBatch:
+        """This rank's batch ``j`` of the epoch ``order``; ``windows`` caches loaded windows between
+        calls (the caller's, one per consumer) and holds only this batch's windows afterwards."""
+        start, stop = int(self._batches.starts[j]), int(self._batches.stops[j])
         first, last = order.window_of(start), order.window_of(stop - 1)
         for w in [w for w in windows if not first <= w <= last]:
             del windows[w]  # before loading: at most the windows of this batch are held
