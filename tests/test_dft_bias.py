@@ -99,6 +99,7 @@ def test_dft_bias_table_end_to_end(tmp_path, placed, tiny_teacher):
     every = evaluate_saved(start, "all", data="oqmd-exp", target=EXP_TARGET)
     assert len(every.target) == EXPERIMENTS
     assert dft_only["mae"]["test"] == pytest.approx(every.mae, rel=1e-6)
+    assert evaluate_saved(start, "test").mae == pytest.approx(every.mae, rel=1e-9)  # its test is test_on
 
     # fine-tuned from that run: its weights and normaliser to start, the experimental 40-10-50 split
     assert fine_tuned["init"] == {"path": str(start), "sha256": file_sha256(start)}
