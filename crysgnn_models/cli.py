@@ -275,7 +275,7 @@ def experiment(
     ] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the table's).")] = None,
     rows: Annotated[
-        str | None, typer.Option(help="Comma-separated rows to run (labels or folder names; default all).")
+        list[str] | None, typer.Option(help="A row to run (label or folder name); repeatable. Default all.")
     ] = None,
     columns: Annotated[
         str | None, typer.Option(help="Comma-separated columns to run, e.g. cgcnn,cgcnn-D (default all).")
@@ -303,7 +303,7 @@ def experiment(
     try:
         spec = select(
             load_table(table),
-            rows=rows.split(",") if rows else None,
+            rows=rows,
             columns=columns.split(",") if columns else None,
         )
         if seeds:

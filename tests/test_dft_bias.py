@@ -81,10 +81,7 @@ def test_dft_bias_table_end_to_end(tmp_path, placed, tiny_teacher):
     args = ["experiment", str(tmp_path / "table.yaml"), "--out", str(out), "--teacher", str(tiny_teacher)]
     args += ["--data", f"dft={placed}", "--epochs", "2", "--batch-size", "16", "--device", "cpu"]
     fine_tune_first = CliRunner().invoke(app, [*args, "--no-progress", "--rows", "dft-then-exp"])
-    assert (
-        fine_tune_first.exit_code == 2
-        and "dft-only/cgcnn-D/seed-0/model.pt: the run" in fine_tune_first.output
-    )
+    assert fine_tune_first.exit_code == 2 and "dft-only/cgcnn-D/seed-0: the run" in fine_tune_first.output
     first = CliRunner().invoke(app, [*args, "--no-progress", "--rows", "DFT only", "--columns", "cgcnn-D"])
     assert first.exit_code == 0 and "1/1 runs finished" in first.output, first.output
     done = CliRunner().invoke(app, [*args, "--no-progress"])  # row 1 is done: rows 2 and 3 run
@@ -164,8 +161,9 @@ def test_rows_and_references_are_checked(tmp_path):
     with pytest.raises(ValueError, match="row 'DFT only': a dataset reference needs 'data' and 'target'"):
         load_table(tmp_path / "ref.yaml")
     table = load_table("paper-dft-bias")
-    picked = select(table, rows=["dft-20-exp-test-on-80-exp"], columns=["alignn-D", "cgcnn"])
-    assert [r.label for r in picked.rows] == ["DFT + 20 % exp., test on 80 % exp."]
+    by_label = ["DFT + 80 % exp., test on 20 % exp.", "dft-20-exp-test-on-80-exp"]  # a label, a folder name
+    picked = select(table, rows=by_label, columns=["alignn-D", "cgcnn"])
+    assert [r.slug for r in picked.rows] == ["dft-20-exp-test-on-80-exp", "dft-80-exp-test-on-20-exp"]
     assert [c.key for c in picked.columns] == ["cgcnn", "alignn-D"]  # the table's order
     with pytest.raises(ValueError, match="no column 'CGCNN'; its columns: cgcnn, cgcnn-D, crysxpp"):
         select(table, columns=["CGCNN"])

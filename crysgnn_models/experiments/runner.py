@@ -73,10 +73,10 @@ def run_table(
         log.info("[%d/%d] %s / %s / seed %d", number, len(runs), run.row.label, run.column.key, run.seed)
         config = run_config(run, settings, teacher, data_paths or {}, device, offline)
         if run.row.init_from is not None:
-            start = run_folder(out, slug(run.row.init_from), run.column, run.seed) / MODEL
-            if not start.is_file():
+            start = run_folder(out, slug(run.row.init_from), run.column, run.seed)
+            if not (start / RESULTS).is_file():
                 raise ValueError(f"{start}: the run {run.row.label!r} starts from has not finished")
-            config = replace(config, init=str(start))
+            config = replace(config, init=str(start / MODEL))
         distill(config, progress=progress)
     return runs
 
