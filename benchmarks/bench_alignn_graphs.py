@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_model, md_table, usable_cores  # noqa: E402
+from common import cpu_model, md_table, publish, usable_cores  # noqa: E402
 
 from crystal_data.graphs.alignn import alignn_graph  # noqa: E402
 from crystal_data.graphs.config import AlignnGraphConfig, GraphConfig  # noqa: E402
@@ -234,10 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         copy = first_shards(args.store, args.shards, args.work)
         results.append(measure(f"{args.store.name} first {args.shards} shards", copy, args))
     text = render(results, args)
-    print(text)
-    if args.out_md:
-        args.out_md.write_text(text + "\n")
-    return 0
+    return publish(text, args.out_md)
 
 
 if __name__ == "__main__":

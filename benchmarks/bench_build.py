@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from common import cpu_model, md_table, resolve_data, usable_cores
+from common import cpu_model, md_table, publish, resolve_data, usable_cores
 
 import crystal_data
 from crystal_data.build import BuildSettings, build_store
@@ -639,10 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         ]
     )
-    print(report)
-    if args.out_md is not None:
-        args.out_md.write_text(report + "\n", encoding="utf-8")
-    return 0
+    return publish(report, args.out_md)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pyarrow as pa
-from common import cpu_model, md_table, resolve_data, usable_cores
+from common import cpu_model, md_table, publish, resolve_data, usable_cores
 
 import crystal_data
 from crystal_data.build import BuildReport, BuildSettings, build_from_cif_folder
@@ -1302,10 +1302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore")  # pymatgen's CIF and matcher warnings would flood the log
     if args.check_prefilter is not None:
         report = prefilter_check(args.check_prefilter, args.pairs, args.fit_all, args.workers)
-        print(report)
-        if args.out_md is not None:
-            args.out_md.write_text(report + "\n", encoding="utf-8")
-        return 0
+        return publish(report, args.out_md)
     args.work.mkdir(parents=True, exist_ok=True)
     phases: list[Phase] = []
     originals = load_originals(resolve_data(args.data, args.work / "data"), args.limit_originals)
@@ -1369,10 +1366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             naive_section(comparison, rows, energies),
         ]
     )
-    print(report)
-    if args.out_md is not None:
-        args.out_md.write_text(report + "\n", encoding="utf-8")
-    return 0
+    return publish(report, args.out_md)
 
 
 if __name__ == "__main__":

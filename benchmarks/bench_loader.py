@@ -39,7 +39,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from common import cpu_model, md_table, usable_cores
+from common import cpu_model, md_table, publish, usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LABEL = "formation_energy_per_atom"
@@ -391,10 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_reference, args.store, np.sort(reference_rows), args.batch_size
     )
     text = report(args, len(rows), results)
-    print(text)
-    if args.out_md:
-        args.out_md.write_text(text + "\n")
-    return 0
+    return publish(text, args.out_md)
 
 
 if __name__ == "__main__":

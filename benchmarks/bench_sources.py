@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from common import cpu_model, md_table, resolve_data, usable_cores
+from common import cpu_model, md_table, publish, resolve_data, usable_cores
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the loopback servers of the tests
@@ -290,10 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(measure(name, crystals, Path(tmp) / name))
     command = "python benchmarks/bench_sources.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(rows, len(crystals), command)
-    print(text)
-    if args.out_md:
-        args.out_md.write_text(text + "\n")
-    return 0
+    return publish(text, args.out_md)
 
 
 if __name__ == "__main__":

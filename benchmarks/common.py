@@ -55,6 +55,14 @@ def _extract(tarball: Path, cache: Path) -> Path:
     return target
 
 
+def publish(report: str, out_md: Path | None) -> int:
+    """Print the Markdown report and, with ``--out-md``, also write it there; the exit status 0."""
+    print(report)
+    if out_md is not None:
+        out_md.write_text(report + "\n", encoding="utf-8")
+    return 0
+
+
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

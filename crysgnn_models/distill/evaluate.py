@@ -93,9 +93,8 @@ def evaluate_saved(
 ) -> Predictions:
     """Re-score a saved student (``model.pt``) on ``split`` of its own data (``test``: what the run was
     tested on, its ``test_on`` dataset if it had one), or of ``data``/``target``."""
-    import crystal_data
     from crysgnn_models.distill.config import DistillConfig
-    from crysgnn_models.distill.data import primary_ref, test_ref
+    from crysgnn_models.distill.data import DataRef, primary_ref, test_ref
     from crysgnn_models.distill.students import graphs_for
     from crysgnn_models.models.registry import student_spec
     from crysgnn_models.training.checkpoint import load_checkpoint
@@ -110,16 +109,16 @@ def evaluate_saved(
     saved = DistillConfig.from_dict(state["config"])
     if data is None and target is None and scheme is None and split_seed is None:
         split = canonical_split(split)
-        dataset = (test_ref(saved) if split == "test" else primary_ref(saved, split)).load(offline)
+        ref = test_ref(saved) if split == "test" else primary_ref(saved, split)
     else:
-        dataset = crystal_data.load(
+        ref = DataRef(
             data or saved.data,
-            split=split,
-            target=target or saved.target,
-            scheme=scheme if scheme is not None else saved.scheme,
-            seed=split_seed if split_seed is not None else saved.split_seed,
-            offline=offline,
+            target or saved.target,
+            split,
+            scheme if scheme is not None else saved.scheme,
+            split_seed if split_seed is not None else saved.split_seed,
         )
+    dataset = ref.load(offline)
     chosen = pick_device(device)
     stream = GraphStream.from_dataset(
         dataset, batch_size=batch_size, shuffle=False, graphs=graphs_for(spec, dataset.store_path)

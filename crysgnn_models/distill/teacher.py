@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from crysgnn_models.models.reference import load_reference_state_dict
 from crysgnn_models.training.checkpoint import FORMAT, load_checkpoint, store_fingerprint
 from crystal_data.home import data_home
 from crystal_data.progress import progress_bar
+from crystal_data.store.atomic import atomic_write
 from crystal_data.store.manifest import file_sha256
 from crystal_data.store.reader import Store
 
@@ -113,12 +113,19 @@ def teacher_embeddings(
         log.info("teacher embeddings: cache hit %s", folder)
         return folder
     log.info("teacher embeddings: computing for %s into %s", store, folder)
-    work = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
     teacher.to(torch.device(device))
+    write = partial(_write_embeddings, teacher, opened, graphs, device, batch_size, progress)
+    atomic_write(folder, write, root)  # a killed run leaves no folder that looks complete
+    return folder
+
+
+def _write_embeddings(
+    teacher: Teacher, opened: Store, graphs: str, device, batch_size: int, progress: bool, work: Path
+) -> None:
+    work.mkdir(parents=True)
+    manifest = opened.manifest
     shards = manifest["shards"]
-    stream = GraphStream(store, batch_size=batch_size, shuffle=False, graphs=graphs)
+    stream = GraphStream(opened, batch_size=batch_size, shuffle=False, graphs=graphs)
     pending: list[np.ndarray] = []
     filled, shard = 0, 0
     with progress_bar(progress, len(stream), "teacher embeddings") as advance:
@@ -137,8 +144,5 @@ def teacher_embeddings(
     while shard < len(shards):  # trailing shards without crystals
         write_node_array_shards(work, opened, {shard: empty})
         shard += 1
-    (work / COMPLETE).write_text(json.dumps({"teacher": teacher.path, "store": str(store), "graphs": graphs}))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(work, folder)
-    return folder
+    complete = {"teacher": teacher.path, "store": str(opened.path), "graphs": graphs}
+    (work / COMPLETE).write_text(json.dumps(complete))

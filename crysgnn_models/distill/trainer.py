@@ -1,8 +1,8 @@
 """Train one student on one split, vanilla (alpha = 0) or distilled from a frozen CrysGNN teacher.
 
-Top to bottom: the splits (with any ``train_with`` / ``test_on`` datasets), the target normaliser
-(training data only; a fine-tuned run keeps its starting run's), the teacher's cached
-embeddings, the student and its optimiser, epochs with validation after each, the best-on-validation
+Top to bottom: the splits (with any ``train_with`` / ``test_on`` datasets), the teacher's cached
+embeddings, the student and its target normaliser (fitted on the training data only; a fine-tuned run
+keeps its starting run's), the optimiser, epochs with validation after each, the best-on-validation
 weights, then the test split scored once. Writes ``model.pt``, ``results.json``, ``history.csv``,
 ``parity.png`` and ``predictions.parquet`` into ``out``.
 """
@@ -10,7 +10,6 @@ weights, then the test split scored once. Writes ``model.pt``, ``results.json``,
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import time
@@ -34,6 +33,7 @@ from crysgnn_models.training.checkpoint import save_checkpoint, store_fingerprin
 from crysgnn_models.training.distributed import pick_device
 from crysgnn_models.training.history import CsvLog, plot_curves, read_csv
 from crystal_data.progress import progress_bar
+from crystal_data.store.atomic import atomic_write_json
 
 log = logging.getLogger("crysgnn.distill")
 
@@ -69,7 +69,6 @@ def distill(config: DistillConfig, progress: bool = True) -> DistillResult:
     # data: the splits of one target (plus any train_with / test_on datasets), read from the stores
     data = load_run_data(config)
     store = data.train[0].store_path
-    normalizer = Normalizer.fit(np.concatenate([ds.y for ds in data.train]))
     graphs = {ds.store_path: graphs_for(spec, ds.store_path) for ds in (*data.train, data.val, data.test)}
 
     # teacher: frozen, its embeddings of every training crystal computed once per store and cached
@@ -88,10 +87,11 @@ def distill(config: DistillConfig, progress: bool = True) -> DistillResult:
     saved_kwargs = dict(config.student_kwargs)
     if spec.needs_pretrained:  # rebuilt later without the teacher: keep the encoder's architecture
         saved_kwargs["config"] = student.config.to_dict()
-    init_info = None
     if config.init:  # fine-tuning a finished run: its weights, and its normaliser (the head's units)
         weights, normalizer, init_info = initial_weights(config.init, spec, saved_kwargs)
         student.load_state_dict(weights)
+    else:
+        normalizer, init_info = Normalizer.fit(np.concatenate([ds.y for ds in data.train])), None
     settings = _settings(config, defaults)
     train_streams = [
         GraphStream.from_dataset(
@@ -223,7 +223,7 @@ def distill(config: DistillConfig, progress: bool = True) -> DistillResult:
             "config": config.to_dict(),
         },
     )
-    (out / RESULTS).write_text(json.dumps(results, indent=2, sort_keys=True))
+    atomic_write_json(out / RESULTS, results, out)  # last: an experiment counts the run done by it
     write_predictions(out, scored, unit, f"{spec.name} (alpha {config.alpha:g}) on {config.target}")
     rows = read_csv(out / HISTORY)
     plot_curves(out / CURVES, "epoch", ["loss", "target_loss", "distill_loss", "val_mae"], rows, spec.name)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from crystal_data.store.atomic import atomic_write
 from crystal_data.store.manifest import file_sha256
 
 FORMAT = "crysgnn_models.checkpoint/1"
@@ -17,10 +17,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (plus the format tag) to ``path`` via a temporary file and a rename, so a
     crash never leaves a truncated checkpoint behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, **payload}, tmp), path.parent)
     return path
 
 

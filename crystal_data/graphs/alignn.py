@@ -33,9 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from crystal_data.graphs.config import AlignnGraphConfig
-from crystal_data.graphs.neighbors import CrystalGraph
+from crystal_data.graphs.neighbors import PBC, CrystalGraph
 
-_PBC = np.ones(3, dtype=np.int64)
 _MAX_SEARCHES = 40
 
 
@@ -126,7 +125,7 @@ def _search(cart: np.ndarray, centres: np.ndarray, radius: float, lattice: np.nd
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
     centre, neighbor, images, distances = find_points_in_spheres(
-        cart, np.ascontiguousarray(cart[centres]), r=float(radius), pbc=_PBC, lattice=lattice, tol=1e-8
+        cart, np.ascontiguousarray(cart[centres]), r=float(radius), pbc=PBC, lattice=lattice, tol=1e-8
     )
     centre = centres[centre]
     images = np.rint(images).astype(np.int64)

@@ -20,7 +20,7 @@ import numpy as np
 from crystal_data.errors import RejectedInput
 from crystal_data.graphs.config import GraphConfig
 
-_PBC = np.ones(3, dtype=np.int64)
+PBC = np.ones(3, dtype=np.int64)  # periodic along all three cell vectors (find_points_in_spheres)
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,7 +86,7 @@ def _pairs(
     from pymatgen.optimization.neighbors import find_points_in_spheres
 
     target, source, images, distances = find_points_in_spheres(
-        cart, np.ascontiguousarray(centres), r=float(radius), pbc=_PBC, lattice=lattice, tol=1e-8
+        cart, np.ascontiguousarray(centres), r=float(radius), pbc=PBC, lattice=lattice, tol=1e-8
     )
     target = centre_index[target]
     images = np.rint(images).astype(np.int64)

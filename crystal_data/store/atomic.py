@@ -12,7 +12,8 @@ from pathlib import Path
 
 def atomic_write(path: Path, write: Callable[[Path], None], tmp_root: Path) -> None:
     """Call ``write(tmp)`` for a temporary file or folder, then move it to ``path`` in one rename.
-    A leftover at ``path`` (from a killed run) is replaced."""
+    A leftover at ``path`` (from a killed run) is replaced. A file replaces a file atomically (readers
+    see the old or the new one); a folder target has to be removed first."""
     tmp_root.mkdir(parents=True, exist_ok=True)
     tmp = tmp_root / f"{path.name}.{uuid.uuid4().hex}.tmp"
     try:
@@ -21,7 +22,8 @@ def atomic_write(path: Path, write: Callable[[Path], None], tmp_root: Path) -> N
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove(path)
+        if tmp.is_dir() or path.is_dir():
+            remove(path)
         os.replace(tmp, path)
     finally:
         remove(tmp)
