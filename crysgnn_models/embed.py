@@ -16,6 +16,7 @@ from crysgnn_models.distill.teacher import Teacher
 from crysgnn_models.loader import GraphStream
 from crystal_data.progress import progress_bar
 from crystal_data.store import layout
+from crystal_data.store.atomic import atomic_write
 
 
 def embed_store(
@@ -70,8 +71,7 @@ def embed_store(
     }
     table = table.replace_schema_metadata(metadata)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
+    atomic_write(out, lambda tmp: pq.write_table(table, tmp, compression="zstd"), out.parent)
     return table
 
 

@@ -431,3 +431,13 @@ def test_mixed_stream_resumes_mid_epoch(store_path, labels, workers):
 def test_mixed_stream_refuses_streams_that_do_not_fit(store_path):
     with pytest.raises(ValueError, match="share batch_size"):
         MixedStream([GraphStream(store_path, batch_size=12), GraphStream(store_path, batch_size=8)])
+
+
+def test_array_declarations_agree_with_the_store_layout():
+    from crysgnn_models.loader.arrays import CGCNN_ARRAYS, EXTRA_ARRAYS_BY_KIND, POINTERS
+
+    assert {a.name for a in CGCNN_ARRAYS} | {POINTERS["node"], POINTERS["edge"]} <= set(layout.GRAPH_ARRAYS)
+    assert set(EXTRA_ARRAYS_BY_KIND) == set(layout.EXTRA_GRAPH_ARRAYS)
+    for kind, arrays in EXTRA_ARRAYS_BY_KIND.items():
+        read = {a.name for a in arrays} | {POINTERS[a.segment] for a in arrays if a.segment == "line"}
+        assert read == set(layout.EXTRA_GRAPH_ARRAYS[kind]), kind

@@ -50,6 +50,7 @@ TEACHER_ARRAY = RaggedArray("teacher", "teacher", NODE, np.float32)
 """Precomputed teacher node embeddings, read from a separate folder (:mod:`.teacher`)."""
 
 EXTRA_ARRAYS_BY_KIND = {"alignn": LINE_GRAPH_ARRAYS}
+"""Per graph kind: the batch arrays of ``crystal_data.store.layout.EXTRA_GRAPH_ARRAYS`` (tested to agree)."""
 
 
 def arrays_for_kind(kind: str) -> tuple[RaggedArray, ...]:

@@ -16,6 +16,10 @@ LEAKAGE_DIR = ".leakage"
 """Work area of an unfinished leakage check."""
 DUPLICATES = "duplicates.parquet"
 LEAKAGE = "leakage.parquet"
+GRAPH_ARRAYS = ("atomic_numbers", "node_ptr", "edge_ptr", "edge_index", "edge_distance", "edge_image")
+"""The arrays of every graph shard's Zarr group."""
+EXTRA_GRAPH_ARRAYS = {"alignn": ("edge_vector", "line_ptr", "line_index", "line_cos")}
+"""The arrays a graph config ``kind`` stores besides :data:`GRAPH_ARRAYS`."""
 
 
 def shard_name(index: int) -> str:

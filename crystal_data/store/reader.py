@@ -18,10 +18,6 @@ from crystal_data.schema import SCHEMA_VERSION, label_units_of
 from crystal_data.store import layout
 from crystal_data.store.manifest import STORE_FORMAT
 
-_GRAPH_ARRAYS = ("atomic_numbers", "node_ptr", "edge_ptr", "edge_index", "edge_distance", "edge_image")
-_EXTRA_ARRAYS = {"alignn": ("edge_vector", "line_ptr", "line_index", "line_cos")}
-"""Arrays a graph kind stores besides the knn graphs' ones (docs/store.md)."""
-
 
 @dataclass(frozen=True, eq=False)
 class CrystalGraphSample:
@@ -224,7 +220,7 @@ class Store:
         group = zarr.open_group(
             self.path / layout.GRAPHS_DIR / self.graphs_hash / f"{self._shards[k]['name']}.zarr", mode="r"
         )
-        names = _GRAPH_ARRAYS + _EXTRA_ARRAYS.get(self.graph_config.get("kind"), ())
+        names = layout.GRAPH_ARRAYS + layout.EXTRA_GRAPH_ARRAYS.get(self.graph_config.get("kind"), ())
         arrays = {name: group[name][...] for name in names}
         return GraphShard(records=pq.read_table(self._records_file(k)), **arrays)
 
